@@ -1,0 +1,57 @@
+"""Accountants: pure functions from privacy events to (ε, δ). No torch here.
+
+Three accountants interpret the same events (:mod:`deniable.events`):
+
+- ``pld``: privacy loss distributions, tight (:mod:`deniable.accounting.pld`);
+- ``rdp``: Rényi DP / moments accountant with the improved conversion
+  (:mod:`deniable.accounting.rdp`);
+- ``basic``: (ε, δ) composition theorems, loose but simple (:mod:`deniable.accounting.basic`).
+
+Use :func:`epsilon` and :func:`delta` here; they dispatch by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from importlib import import_module
+
+from deniable.accounting.result import EpsilonResult
+from deniable.errors import InvalidParameterError, check_delta, check_positive
+from deniable.events import Neighbouring, PrivacyEvent
+
+ACCOUNTANTS: tuple[str, ...] = ("pld", "rdp", "basic")
+
+
+def _module(accountant: str) -> object:
+    if accountant not in ACCOUNTANTS:
+        raise InvalidParameterError("accountant", accountant, f"one of {', '.join(ACCOUNTANTS)}")
+    return import_module(f"deniable.accounting.{accountant}")
+
+
+def epsilon(
+    event: PrivacyEvent,
+    delta: float,
+    *,
+    accountant: str = "pld",
+    relation: Neighbouring = Neighbouring.ADD_REMOVE,
+) -> EpsilonResult:
+    """The smallest ε the chosen accountant can prove for ``event`` at ``delta``."""
+    check_delta(delta)
+    fn: Callable[..., EpsilonResult] = getattr(_module(accountant), "epsilon")
+    return fn(event, delta, relation=relation)
+
+
+def delta(
+    event: PrivacyEvent,
+    epsilon: float,
+    *,
+    accountant: str = "pld",
+    relation: Neighbouring = Neighbouring.ADD_REMOVE,
+) -> float:
+    """The smallest δ the chosen accountant can prove for ``event`` at ``epsilon``."""
+    check_positive("epsilon", epsilon)
+    fn: Callable[..., float] = getattr(_module(accountant), "delta")
+    return fn(event, epsilon, relation=relation)
+
+
+__all__ = ["ACCOUNTANTS", "EpsilonResult", "delta", "epsilon"]

@@ -1,0 +1,241 @@
+"""Privacy events: what a mechanism did, as plain frozen data. No math, no torch.
+
+A mechanism (or the trainer) returns an event with its output; an accountant
+(:mod:`deniable.accounting`) interprets the event. Events are checked on construction, so an event
+that exists is well-formed. The neighbouring relation is not part of an event: it is chosen when
+the event is accounted (add/remove-one by default, see :class:`Neighbouring`).
+
+Sensitivities are stated for the add/remove-one relation (the bound on one unit's contribution,
+e.g. the clipping norm C for a sum of clipped gradients). Under replace-one the same sum moves by
+up to 2C, which is what the accountants use unless the event states its own
+``replace_one_sensitivity`` (e.g. a mean over a fixed public count m, sensitivity 1/m).
+
+Modelled on dp_accounting's ``DpEvent`` family (Google), which this mirrors in spirit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from deniable.errors import (
+    InvalidParameterError,
+    check_count,
+    check_positive,
+    check_probability,
+)
+
+
+class Neighbouring(str, Enum):
+    """Which datasets count as neighbours.
+
+    ``ADD_REMOVE``: D' = D with one unit added or removed (the default; Poisson sampling's
+    natural relation). ``REPLACE_ONE``: D' = D with one unit's record replaced (fixed-size
+    datasets; sampling without replacement).
+    """
+
+    ADD_REMOVE = "add_remove"
+    REPLACE_ONE = "replace_one"
+
+
+class PrivacyEvent:
+    """Base class of all events."""
+
+    def to_dict(self) -> dict[str, object]:
+        """A JSON-ready description of the event (type name and fields, recursively)."""
+        out: dict[str, object] = {"type": type(self).__name__}
+        for key, value in vars(self).items():
+            if isinstance(value, PrivacyEvent):
+                out[key] = value.to_dict()
+            elif isinstance(value, tuple):
+                out[key] = [v.to_dict() if isinstance(v, PrivacyEvent) else v for v in value]
+            else:
+                out[key] = value
+        return out
+
+
+def _replace_sensitivity(sensitivity: float, replace_one: float | None) -> float | None:
+    if replace_one is None:
+        return None
+    return check_positive("replace_one_sensitivity", replace_one)
+
+
+@dataclass(frozen=True)
+class NoOpEvent(PrivacyEvent):
+    """Nothing data-dependent was released."""
+
+
+@dataclass(frozen=True)
+class NonPrivateEvent(PrivacyEvent):
+    """Something was released without a privacy guarantee: ε is infinite."""
+
+
+@dataclass(frozen=True)
+class GaussianEvent(PrivacyEvent):
+    """Added N(0, sigma²) noise to each coordinate of a query with L2 sensitivity ``sensitivity``.
+
+    ``sensitivity`` is for add/remove-one; replace-one uses ``replace_one_sensitivity`` or, when
+    it is None, 2·sensitivity (a sum of contributions each bounded by C moves by up to 2C).
+    """
+
+    sigma: float
+    sensitivity: float = 1.0
+    replace_one_sensitivity: float | None = None
+
+    def __post_init__(self) -> None:
+        check_positive("sigma", self.sigma)
+        check_positive("sensitivity", self.sensitivity)
+        _replace_sensitivity(self.sensitivity, self.replace_one_sensitivity)
+
+    def noise_multiplier(self, relation: Neighbouring = Neighbouring.ADD_REMOVE) -> float:
+        """σ divided by the sensitivity under ``relation``."""
+        return self.sigma / sensitivity_under(self, relation)
+
+
+@dataclass(frozen=True)
+class DiscreteGaussianEvent(PrivacyEvent):
+    """Added discrete Gaussian noise N_Z(0, sigma²) (Canonne, Kamath & Steinke 2020) to an
+    integer query with sensitivity ``sensitivity`` (L2 for vectors)."""
+
+    sigma: float
+    sensitivity: float = 1.0
+    replace_one_sensitivity: float | None = None
+
+    def __post_init__(self) -> None:
+        check_positive("sigma", self.sigma)
+        check_positive("sensitivity", self.sensitivity)
+        _replace_sensitivity(self.sensitivity, self.replace_one_sensitivity)
+
+
+@dataclass(frozen=True)
+class LaplaceEvent(PrivacyEvent):
+    """Added Laplace(0, scale) noise to a query with L1 sensitivity ``sensitivity``.
+
+    This is ε-DP with ε = sensitivity/scale (Dwork et al. 2006).
+    """
+
+    scale: float
+    sensitivity: float = 1.0
+    replace_one_sensitivity: float | None = None
+
+    def __post_init__(self) -> None:
+        check_positive("scale", self.scale)
+        check_positive("sensitivity", self.sensitivity)
+        _replace_sensitivity(self.sensitivity, self.replace_one_sensitivity)
+
+
+@dataclass(frozen=True)
+class DiscreteLaplaceEvent(PrivacyEvent):
+    """Added discrete Laplace noise, P(x) ∝ exp(-|x|/scale) on the integers, to an integer
+    query with L1 sensitivity ``sensitivity``: ε = sensitivity/scale."""
+
+    scale: float
+    sensitivity: float = 1.0
+    replace_one_sensitivity: float | None = None
+
+    def __post_init__(self) -> None:
+        check_positive("scale", self.scale)
+        check_positive("sensitivity", self.sensitivity)
+        _replace_sensitivity(self.sensitivity, self.replace_one_sensitivity)
+
+
+@dataclass(frozen=True)
+class RandomizedResponseEvent(PrivacyEvent):
+    """k-ary randomized response: keep the true value with probability e^ε/(e^ε + k − 1),
+    else report one of the other k − 1 values uniformly (Warner 1965; Kairouz et al. 2016).
+
+    ε-DP with respect to changing one individual's value; the same bound is used under
+    add/remove, where the individual's report is what is added or removed.
+    """
+
+    epsilon: float
+    num_buckets: int = 2
+
+    def __post_init__(self) -> None:
+        check_positive("epsilon", self.epsilon)
+        check_count("num_buckets", self.num_buckets, minimum=2)
+
+
+@dataclass(frozen=True)
+class PureDpEvent(PrivacyEvent):
+    """A mechanism proved ε-DP by its construction, e.g. the exponential mechanism with
+    utility sensitivity Δu sampling ∝ exp(ε·u/(2Δu)). The producing mechanism computes ``epsilon``"""
+
+    epsilon: float
+
+    def __post_init__(self) -> None:
+        check_positive("epsilon", self.epsilon)
+
+
+@dataclass(frozen=True)
+class PoissonSampledEvent(PrivacyEvent):
+    """Ran ``event`` on a subsample that holds each unit independently with probability
+    ``sample_rate`` (Poisson sampling). Amplification is stated for add/remove-one."""
+
+    sample_rate: float
+    event: PrivacyEvent
+
+    def __post_init__(self) -> None:
+        check_probability("sample_rate", self.sample_rate)
+        _check_event("event", self.event)
+
+
+@dataclass(frozen=True)
+class SampledWithoutReplacementEvent(PrivacyEvent):
+    """Ran ``event`` on a uniformly random subset of exactly ``sample_size`` of the
+    ``source_size`` units (fixed-size batches; shuffling). Amplification is stated for
+    replace-one (Wang, Balle & Kasiviswanathan 2019)."""
+
+    source_size: int
+    sample_size: int
+    event: PrivacyEvent
+
+    def __post_init__(self) -> None:
+        check_count("source_size", self.source_size)
+        check_count("sample_size", self.sample_size)
+        if self.sample_size > self.source_size:
+            raise InvalidParameterError(
+                "sample_size", self.sample_size, f"<= source_size ({self.source_size})"
+            )
+        _check_event("event", self.event)
+
+
+@dataclass(frozen=True)
+class ComposedEvent(PrivacyEvent):
+    """Ran each event in ``events`` (adaptively, in order) on the same dataset."""
+
+    events: tuple[PrivacyEvent, ...]
+
+    def __init__(self, events: "list[PrivacyEvent] | tuple[PrivacyEvent, ...]") -> None:
+        object.__setattr__(self, "events", tuple(events))
+        for i, event in enumerate(self.events):
+            _check_event(f"events[{i}]", event)
+
+
+@dataclass(frozen=True)
+class SelfComposedEvent(PrivacyEvent):
+    """Ran ``event`` ``count`` times (adaptively) on the same dataset, e.g. T steps of DP-SGD."""
+
+    event: PrivacyEvent
+    count: int
+
+    def __post_init__(self) -> None:
+        _check_event("event", self.event)
+        check_count("count", self.count)
+
+
+def sensitivity_under(
+    event: GaussianEvent | DiscreteGaussianEvent | LaplaceEvent | DiscreteLaplaceEvent,
+    relation: Neighbouring,
+) -> float:
+    """The event's sensitivity under ``relation`` (see the module docstring)."""
+    if relation is Neighbouring.ADD_REMOVE:
+        return event.sensitivity
+    if event.replace_one_sensitivity is not None:
+        return event.replace_one_sensitivity
+    return 2.0 * event.sensitivity
+
+
+def _check_event(name: str, value: object) -> None:
+    if not isinstance(value, PrivacyEvent):
+        raise InvalidParameterError(name, value, "a PrivacyEvent")
