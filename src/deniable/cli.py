@@ -1,17 +1,246 @@
-"""The ``deniable`` command line (placeholder until the commands land)."""
+"""The ``deniable`` command line.
+
+Contracts other programs rely on (see docs/cli.md): ``account --json`` and ``calibrate --json``
+print one JSON object; every error a user can cause exits non-zero with one line on stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
 
 import typer
+from rich.console import Console
+from rich.table import Table
 
-app = typer.Typer(no_args_is_help=True)
+from deniable import __version__, accounting
+from deniable.accounting import calibrate as calib
+from deniable.errors import DeniableError, InvalidParameterError, check_count, check_positive
+from deniable.events import (
+    ComposedEvent,
+    GaussianEvent,
+    Neighbouring,
+    PoissonSampledEvent,
+    PrivacyEvent,
+    SelfComposedEvent,
+)
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Differential privacy for deep learning that you can check.",
+)
+console = Console()
+
+AccountantOpt = Annotated[
+    str, typer.Option("--accountant", help="pld (tight), rdp or basic; 'all' for a table.")
+]
+RelationOpt = Annotated[
+    str, typer.Option("--relation", help="Neighbouring relation: add_remove or replace_one.")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+DeltaOpt = Annotated[float, typer.Option("--delta", help="Target δ, in (0, 1).")]
+SizeOpt = Annotated[
+    int | None, typer.Option("--dataset-size", help="Number of units n, to check δ < 1/n.")
+]
+
+
+def _relation(value: str) -> Neighbouring:
+    try:
+        return Neighbouring(value)
+    except ValueError:
+        raise InvalidParameterError("--relation", value, "add_remove or replace_one") from None
+
+
+def _accountants(value: str) -> list[str]:
+    if value == "all":
+        return list(accounting.ACCOUNTANTS)
+    if value not in accounting.ACCOUNTANTS:
+        raise InvalidParameterError("--accountant", value, "pld, rdp, basic or all")
+    return [value]
+
+
+def _parse_phase(text: str) -> tuple[float, float, int]:
+    parts = text.split(":")
+    try:
+        q, sigma, steps = float(parts[0]), float(parts[1]), int(parts[2])
+        if len(parts) != 3:
+            raise ValueError
+    except (ValueError, IndexError):
+        raise InvalidParameterError(
+            "--phase", text, "SAMPLE_RATE:NOISE_MULTIPLIER:STEPS, e.g. 0.01:1.1:1000"
+        ) from None
+    return q, sigma, steps
+
+
+def _phases_event(phases: list[tuple[float, float, int]]) -> PrivacyEvent:
+    events = [
+        SelfComposedEvent(PoissonSampledEvent(q, GaussianEvent(check_positive("sigma", s))), t)
+        for q, s, t in phases
+    ]
+    return events[0] if len(events) == 1 else ComposedEvent(events)
+
+
+def _warn(message: str | None, warnings: list[str]) -> None:
+    if message:
+        warnings.append(message)
+        print(message, file=sys.stderr)
+
+
+@app.command()
+def account(
+    sample_rate: Annotated[
+        float | None, typer.Option("--sample-rate", help="Poisson sampling rate q.")
+    ] = None,
+    noise_multiplier: Annotated[
+        float | None, typer.Option("--noise-multiplier", help="σ / clipping norm.")
+    ] = None,
+    steps: Annotated[int | None, typer.Option("--steps", help="Number of steps T.")] = None,
+    delta: DeltaOpt = 1e-5,
+    phase: Annotated[
+        list[str] | None,
+        typer.Option("--phase", help="Q:SIGMA:STEPS, repeatable; phases compose in order."),
+    ] = None,
+    accountant: AccountantOpt = "pld",
+    relation: RelationOpt = "add_remove",
+    dataset_size: SizeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """ε spent by DP-SGD (Poisson-sampled Gaussian) for given q, σ, T and δ."""
+    if phase:
+        phases = [_parse_phase(p) for p in phase]
+    else:
+        missing = [
+            name
+            for name, value in (
+                ("--sample-rate", sample_rate),
+                ("--noise-multiplier", noise_multiplier),
+                ("--steps", steps),
+            )
+            if value is None
+        ]
+        if missing:
+            raise DeniableError(f"missing {', '.join(missing)} (or give --phase Q:SIGMA:STEPS)")
+        assert sample_rate is not None and noise_multiplier is not None and steps is not None
+        phases = [(sample_rate, noise_multiplier, steps)]
+    for _, _, t in phases:
+        check_count("--steps", t)
+    event = _phases_event(phases)
+    rel = _relation(relation)
+    names = _accountants(accountant)
+    results = [accounting.epsilon(event, delta, accountant=name, relation=rel) for name in names]
+    warnings: list[str] = []
+    _warn(calib.delta_warning(delta, dataset_size), warnings)
+    if as_json:
+        main_result = results[0]
+        out = {
+            **main_result.to_dict(),
+            "phases": [
+                {"sample_rate": q, "noise_multiplier": s, "steps": t} for q, s, t in phases
+            ],
+            "by_accountant": {r.accountant: r.epsilon for r in results},
+            "warnings": warnings,
+        }
+        if len(phases) == 1:
+            q, s, t = phases[0]
+            out.update(sample_rate=q, noise_multiplier=s, steps=t)
+        print(json.dumps(out))
+        return
+    table = Table(title=f"DP-SGD privacy spent (δ = {delta:g}, {rel.value})")
+    table.add_column("accountant")
+    table.add_column("ε", justify="right")
+    table.add_column("how", style="dim")
+    how = {
+        "pld": "privacy loss distribution, FFT composition (tight upper bound)",
+        "rdp": "Rényi DP, improved conversion (Balle et al. 2020)",
+        "basic": "Σ ε_i, δ split per Gaussian step (loose baseline)",
+    }
+    for r in results:
+        table.add_row(r.accountant, f"{r.epsilon:.4f}", how[r.accountant])
+    console.print(table)
+
+
+@app.command(name="calibrate")
+def calibrate_cmd(
+    target_epsilon: Annotated[float, typer.Option("--target-epsilon", help="Target ε > 0.")],
+    sample_rate: Annotated[float, typer.Option("--sample-rate", help="Poisson sampling rate q.")],
+    delta: DeltaOpt = 1e-5,
+    steps: Annotated[
+        int | None, typer.Option("--steps", help="Steps T; omit to get the most steps for σ.")
+    ] = None,
+    noise_multiplier: Annotated[
+        float | None,
+        typer.Option("--noise-multiplier", help="With no --steps: find the largest T for this σ."),
+    ] = None,
+    accountant: AccountantOpt = "pld",
+    relation: RelationOpt = "add_remove",
+    dataset_size: SizeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Smallest noise multiplier σ reaching (ε, δ) in T steps, or the most steps σ allows."""
+    rel = _relation(relation)
+    names = _accountants(accountant)
+    if len(names) != 1:
+        raise InvalidParameterError("--accountant", accountant, "pld, rdp or basic")
+    if steps is not None:
+        result = calib.noise_multiplier(
+            target_epsilon, delta, sample_rate, steps, accountant=names[0], relation=rel
+        )
+    elif noise_multiplier is not None:
+        result = calib.max_steps(
+            noise_multiplier, target_epsilon, delta, sample_rate, accountant=names[0], relation=rel
+        )
+    else:
+        raise DeniableError("give --steps (to calibrate σ) or --noise-multiplier (to find T)")
+    warnings: list[str] = []
+    _warn(calib.delta_warning(delta, dataset_size), warnings)
+    if as_json:
+        print(json.dumps({**result.to_dict(), "warnings": warnings}))
+        return
+    table = Table(title="DP-SGD calibration")
+    for column in ("noise multiplier σ", "steps T", "sample rate q", "ε", "δ", "accountant"):
+        table.add_column(column, justify="right")
+    table.add_row(
+        f"{result.noise_multiplier:.5f}",
+        str(result.steps),
+        f"{result.sample_rate:.6g}",
+        f"{result.epsilon:.4f}",
+        f"{result.delta:g}",
+        result.accountant,
+    )
+    console.print(table)
+
+
+@app.command()
+def demo(as_json: JsonOpt = False) -> None:
+    """Plan a DP-SGD run on an MNIST-sized dataset: σ for each target ε, by every accountant."""
+    from deniable.demo import accounting_demo
+
+    accounting_demo(console, as_json=as_json)
 
 
 @app.command()
 def version() -> None:
     """Print the version."""
-    from deniable import __version__
-
     print(__version__)
 
 
-def main() -> None:
-    app()
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app; user errors become one line on stderr and exit code 2."""
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        app(args=args or ["--help"], standalone_mode=False)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        print("error: aborted", file=sys.stderr)
+        sys.exit(130)
+    except typer.TyperException as exc:
+        message = getattr(exc, "format_message", lambda: str(exc))()
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)
+    except DeniableError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)

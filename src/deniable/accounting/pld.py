@@ -176,8 +176,9 @@ class ComposedPLD:
 def compose(parts: list[tuple[DiscretePLD, int]], tail_bound: float = TAIL_BOUND) -> ComposedPLD:
     """The distribution of the sum of independent losses, ``count`` copies of each part."""
     h = parts[0][0].interval
-    log_finite = sum(n * math.log1p(-min(d.infinity_mass, 1.0)) for d, n in parts)
-    infinity = -math.expm1(log_finite) if log_finite > -math.inf else 1.0
+    if any(d.infinity_mass >= 1.0 for d, _ in parts):
+        return ComposedPLD(np.zeros(1), np.zeros(1), 1.0, 0.0)
+    infinity = -math.expm1(sum(n * math.log1p(-d.infinity_mass) for d, n in parts))
     if infinity >= 1.0:
         return ComposedPLD(np.zeros(1), np.zeros(1), 1.0, 0.0)
     t_lo, t_hi = _chernoff_window(parts, tail_bound)

@@ -1,0 +1,5 @@
+"""``python -m deniable`` runs the CLI."""
+
+from deniable.cli import main
+
+main()

@@ -1,0 +1,18 @@
+"""Shared fixtures: paths to the read-only shared reference data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+@pytest.fixture(scope="session")
+def accounting_reference() -> dict:
+    path = SHARED / "reference" / "accounting.json"
+    if not path.exists():
+        pytest.fail(f"missing {path}: the shared reference values must sit beside the repo")
+    return json.loads(path.read_text())
