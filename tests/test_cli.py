@@ -1,0 +1,132 @@
+"""CLI contracts: JSON shapes, the human table, and one-line errors with a non-zero exit."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from deniable.cli import main
+
+
+def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    try:
+        main(args)
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_account_json_contract(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(
+        ["account", "--sample-rate", "0.01", "--noise-multiplier", "1.0", "--steps", "1000",
+         "--delta", "1e-5", "--json"],
+        capsys,
+    )
+    assert code == 0
+    result = json.loads(out)
+    assert result["accountant"] == "pld"
+    assert result["delta"] == 1e-5
+    assert result["relation"] == "add_remove"
+    assert 1.7 < result["epsilon"] < 1.95  # dp-accounting gives 1.8282 for these settings
+
+
+def test_account_table_shows_every_accountant(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(
+        ["account", "--sample-rate", "0.01", "--noise-multiplier", "1.0", "--steps", "100",
+         "--accountant", "all"],
+        capsys,
+    )
+    assert code == 0
+    for name in ("pld", "rdp", "basic"):
+        assert name in out
+
+
+def test_account_phases_compose(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(
+        ["account", "--phase", "0.01:1.0:500", "--phase", "0.01:1.0:500", "--json"], capsys
+    )
+    assert code == 0
+    two_phases = json.loads(out)["epsilon"]
+    code, out, _ = run(
+        ["account", "--sample-rate", "0.01", "--noise-multiplier", "1.0", "--steps", "1000",
+         "--json"],
+        capsys,
+    )
+    assert abs(json.loads(out)["epsilon"] - two_phases) < 1e-9
+
+
+def test_calibrate_json_contract(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(
+        ["calibrate", "--target-epsilon", "2", "--delta", "1e-5", "--sample-rate", "0.01",
+         "--steps", "500", "--json"],
+        capsys,
+    )
+    assert code == 0
+    result = json.loads(out)
+    assert result["epsilon"] <= 2.0
+    assert result["noise_multiplier"] > 0
+
+
+def test_delta_warning_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(
+        ["account", "--sample-rate", "0.1", "--noise-multiplier", "1.0", "--steps", "10",
+         "--delta", "0.01", "--dataset-size", "500", "--json"],
+        capsys,
+    )
+    assert code == 0
+    assert "1/n" in err
+    assert json.loads(out)["warnings"]
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["account", "--sample-rate", "2", "--noise-multiplier", "1", "--steps", "10"],
+         "sample_rate"),
+        (["account", "--sample-rate", "0.1", "--noise-multiplier", "0", "--steps", "10"],
+         "sigma"),
+        (["account", "--sample-rate", "0.1", "--noise-multiplier", "1", "--steps", "0"],
+         "steps"),
+        (["account", "--sample-rate", "0.1", "--noise-multiplier", "1", "--steps", "10",
+          "--delta", "1"], "delta"),
+        (["account", "--sample-rate", "nan", "--noise-multiplier", "1", "--steps", "10"],
+         "sample_rate"),
+        (["account", "--sample-rate", "0.1"], "--noise-multiplier"),
+        (["account", "--phase", "0.1:1"], "--phase"),
+        (["account", "--sample-rate", "0.1", "--noise-multiplier", "1", "--steps", "10",
+          "--accountant", "magic"], "--accountant"),
+        (["account", "--sample-rate", "0.1", "--noise-multiplier", "1", "--steps", "10",
+          "--relation", "swap"], "--relation"),
+        (["calibrate", "--target-epsilon", "-1", "--sample-rate", "0.1", "--steps", "10"],
+         "target_epsilon"),
+        (["calibrate", "--target-epsilon", "1", "--sample-rate", "0.1"], "--steps"),
+        (["account", "--bogus"], "bogus"),
+    ],
+)
+def test_user_errors_are_one_line(
+    args: list[str], needle: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(args, capsys)
+    assert code != 0
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error:")
+    assert needle in lines[0]
+    assert "Traceback" not in err
+
+
+def test_entry_point_runs_as_a_program() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "deniable", "account", "--sample-rate", "0.5",
+         "--noise-multiplier", "-1", "--steps", "3"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
