@@ -111,7 +111,7 @@ def test_delta_warning_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
 def test_user_errors_are_one_line(
     args: list[str], needle: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, err = run(args, capsys)
+    code, _out, err = run(args, capsys)
     assert code != 0
     lines = err.strip().splitlines()
     assert len(lines) == 1, err

@@ -238,7 +238,8 @@ def main(argv: list[str] | None = None) -> None:
         print("error: aborted", file=sys.stderr)
         sys.exit(130)
     except typer.TyperException as exc:
-        message = getattr(exc, "format_message", lambda: str(exc))()
+        format_message = getattr(exc, "format_message", None)
+        message = format_message() if callable(format_message) else str(exc)
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
     except DeniableError as exc:

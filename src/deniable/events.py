@@ -15,8 +15,9 @@ Modelled on dp_accounting's ``DpEvent`` family (Google), which this mirrors in s
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 from deniable.errors import (
     InvalidParameterError,
@@ -26,7 +27,7 @@ from deniable.errors import (
 )
 
 
-class Neighbouring(str, Enum):
+class Neighbouring(StrEnum):
     """Which datasets count as neighbours.
 
     ``ADD_REMOVE``: D' = D with one unit added or removed (the default; Poisson sampling's
@@ -159,7 +160,8 @@ class RandomizedResponseEvent(PrivacyEvent):
 @dataclass(frozen=True)
 class PureDpEvent(PrivacyEvent):
     """A mechanism proved ε-DP by its construction, e.g. the exponential mechanism with
-    utility sensitivity Δu sampling ∝ exp(ε·u/(2Δu)). The producing mechanism computes ``epsilon``"""
+    utility sensitivity Δu sampling ∝ exp(ε·u/(2Δu)). The producing mechanism computes
+    ``epsilon``."""
 
     epsilon: float
 
@@ -206,7 +208,7 @@ class ComposedEvent(PrivacyEvent):
 
     events: tuple[PrivacyEvent, ...]
 
-    def __init__(self, events: "list[PrivacyEvent] | tuple[PrivacyEvent, ...]") -> None:
+    def __init__(self, events: Sequence[PrivacyEvent]) -> None:
         object.__setattr__(self, "events", tuple(events))
         for i, event in enumerate(self.events):
             _check_event(f"events[{i}]", event)

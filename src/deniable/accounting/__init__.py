@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from importlib import import_module
+from types import ModuleType
 
 from deniable.accounting.result import EpsilonResult
 from deniable.errors import InvalidParameterError, check_delta, check_positive
@@ -22,7 +23,7 @@ from deniable.events import Neighbouring, PrivacyEvent
 ACCOUNTANTS: tuple[str, ...] = ("pld", "rdp", "basic")
 
 
-def _module(accountant: str) -> object:
+def _module(accountant: str) -> ModuleType:
     if accountant not in ACCOUNTANTS:
         raise InvalidParameterError("accountant", accountant, f"one of {', '.join(ACCOUNTANTS)}")
     return import_module(f"deniable.accounting.{accountant}")
@@ -37,7 +38,7 @@ def epsilon(
 ) -> EpsilonResult:
     """The smallest ε the chosen accountant can prove for ``event`` at ``delta``."""
     check_delta(delta)
-    fn: Callable[..., EpsilonResult] = getattr(_module(accountant), "epsilon")
+    fn: Callable[..., EpsilonResult] = _module(accountant).epsilon
     return fn(event, delta, relation=relation)
 
 
@@ -50,7 +51,7 @@ def delta(
 ) -> float:
     """The smallest δ the chosen accountant can prove for ``event`` at ``epsilon``."""
     check_positive("epsilon", epsilon)
-    fn: Callable[..., float] = getattr(_module(accountant), "delta")
+    fn: Callable[..., float] = _module(accountant).delta
     return fn(event, epsilon, relation=relation)
 
 

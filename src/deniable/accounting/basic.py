@@ -119,7 +119,7 @@ def epsilon(
 def delta(
     event: PrivacyEvent, epsilon: float, *, relation: Neighbouring = Neighbouring.ADD_REMOVE
 ) -> float:
-    """The smallest δ on a grid at which :func:`epsilon` reaches ``epsilon`` (bisection in log δ)."""
+    """The smallest δ at which :func:`epsilon` reaches ``epsilon`` (bisection in log δ)."""
     lo, hi = -300.0, math.log(0.999999)
     if _eps_at(event, math.exp(hi), relation) > epsilon:
         raise DeniableError(f"no delta < 1 gives epsilon <= {epsilon} with the basic accountant")

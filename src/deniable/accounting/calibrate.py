@@ -49,7 +49,8 @@ class Calibration:
 
 def dpsgd_event(noise_multiplier: float, sample_rate: float, steps: int) -> PrivacyEvent:
     """T steps of DP-SGD: Poisson-sampled Gaussian with clipping norm 1 (sensitivity 1)."""
-    return SelfComposedEvent(PoissonSampledEvent(sample_rate, GaussianEvent(noise_multiplier)), steps)
+    step = PoissonSampledEvent(sample_rate, GaussianEvent(noise_multiplier))
+    return SelfComposedEvent(step, steps)
 
 
 def smallest_noise(
@@ -155,7 +156,9 @@ def max_steps(
     while hi - lo > 1:
         mid = (lo + hi) // 2
         lo, hi = (mid, hi) if eps(mid) <= target_epsilon else (lo, mid)
-    return Calibration(noise_multiplier, eps(lo), delta, sample_rate, lo, accountant, relation.value)
+    return Calibration(
+        noise_multiplier, eps(lo), delta, sample_rate, lo, accountant, relation.value
+    )
 
 
 def delta_warning(delta: float, dataset_size: int | None) -> str | None:
