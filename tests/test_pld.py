@@ -184,3 +184,12 @@ def test_unsupported_events_are_named() -> None:
 def test_epsilon_decreases_with_noise() -> None:
     values = [pld.epsilon(dpsgd(0.01, s, 1000), 1e-5).epsilon for s in (0.7, 0.9, 1.2, 2.0)]
     assert all(a > b for a, b in itertools.pairwise(values))
+
+
+def test_vector_releases_use_only_their_proven_bounds() -> None:
+    # A 3-dimensional Laplace release is accounted as pure ε-DP (binary RR dominates it).
+    vector = LaplaceEvent(scale=2.0, sensitivity=1.0, dimension=3)
+    assert pld.delta(vector, 0.5) < 1e-12
+    assert pld.delta(vector, 0.0) >= pld.delta(LaplaceEvent(scale=2.0, sensitivity=1.0), 0.0)
+    with pytest.raises(UnsupportedEventError, match="rdp"):
+        pld.epsilon(DiscreteGaussianEvent(2.0, 1, dimension=4), 1e-5)

@@ -95,49 +95,63 @@ class GaussianEvent(PrivacyEvent):
 
 @dataclass(frozen=True)
 class DiscreteGaussianEvent(PrivacyEvent):
-    """Added discrete Gaussian noise N_Z(0, sigma²) (Canonne, Kamath & Steinke 2020) to an
-    integer query with sensitivity ``sensitivity`` (L2 for vectors)."""
+    """Added discrete Gaussian noise N_Z(0, sigma²) (Canonne, Kamath & Steinke 2020) to each of
+    ``dimension`` coordinates of an integer query with L2 sensitivity ``sensitivity``.
+
+    Unlike the continuous Gaussian, the discrete one is not rotation invariant: for
+    ``dimension`` > 1 only its ½(Δ/σ)²-zCDP bound is known to hold, and accountants that model
+    the one-dimensional distribution exactly must not use it.
+    """
 
     sigma: float
     sensitivity: float = 1.0
     replace_one_sensitivity: float | None = None
+    dimension: int = 1
 
     def __post_init__(self) -> None:
         check_positive("sigma", self.sigma)
         check_positive("sensitivity", self.sensitivity)
         _replace_sensitivity(self.sensitivity, self.replace_one_sensitivity)
+        check_count("dimension", self.dimension)
 
 
 @dataclass(frozen=True)
 class LaplaceEvent(PrivacyEvent):
-    """Added Laplace(0, scale) noise to a query with L1 sensitivity ``sensitivity``.
+    """Added Laplace(0, scale) noise to each of ``dimension`` coordinates of a query with L1
+    sensitivity ``sensitivity``.
 
-    This is ε-DP with ε = sensitivity/scale (Dwork et al. 2006).
+    This is ε-DP with ε = sensitivity/scale (Dwork et al. 2006). For ``dimension`` > 1 the
+    accountants use only this pure-DP bound.
     """
 
     scale: float
     sensitivity: float = 1.0
     replace_one_sensitivity: float | None = None
+    dimension: int = 1
 
     def __post_init__(self) -> None:
         check_positive("scale", self.scale)
         check_positive("sensitivity", self.sensitivity)
         _replace_sensitivity(self.sensitivity, self.replace_one_sensitivity)
+        check_count("dimension", self.dimension)
 
 
 @dataclass(frozen=True)
 class DiscreteLaplaceEvent(PrivacyEvent):
-    """Added discrete Laplace noise, P(x) ∝ exp(-|x|/scale) on the integers, to an integer
-    query with L1 sensitivity ``sensitivity``: ε = sensitivity/scale."""
+    """Added discrete Laplace noise, P(x) ∝ exp(-|x|/scale) on the integers, to each of
+    ``dimension`` coordinates of an integer query with L1 sensitivity ``sensitivity``:
+    ε = sensitivity/scale. For ``dimension`` > 1 the accountants use only this pure-DP bound."""
 
     scale: float
     sensitivity: float = 1.0
     replace_one_sensitivity: float | None = None
+    dimension: int = 1
 
     def __post_init__(self) -> None:
         check_positive("scale", self.scale)
         check_positive("sensitivity", self.sensitivity)
         _replace_sensitivity(self.sensitivity, self.replace_one_sensitivity)
+        check_count("dimension", self.dimension)
 
 
 @dataclass(frozen=True)

@@ -266,11 +266,20 @@ def _atoms(event: PrivacyEvent, relation: Neighbouring) -> losses.AtomLoss:
         return losses.randomized_response(event.epsilon, event.num_buckets)
     if isinstance(event, PureDpEvent):
         return losses.randomized_response(event.epsilon, 2)
+    if isinstance(event, LaplaceEvent | DiscreteLaplaceEvent) and event.dimension > 1:
+        # A vector release: only ε-DP with ε = Δ₁/b is known, and binary randomized response
+        # at that ε dominates every ε-DP mechanism (Kairouz, Oh & Viswanath 2015).
+        return losses.randomized_response(sensitivity_under(event, relation) / event.scale, 2)
     if isinstance(event, LaplaceEvent):
         return losses.laplace(sensitivity_under(event, relation) / event.scale)
     if isinstance(event, DiscreteLaplaceEvent):
         return losses.discrete_laplace(event.scale, _integer_sensitivity(event, relation))
     if isinstance(event, DiscreteGaussianEvent):
+        if event.dimension > 1:
+            raise UnsupportedEventError(
+                "the pld accountant models the one-dimensional discrete Gaussian only; for a "
+                f"{event.dimension}-dimensional release use --accountant rdp (its zCDP bound)"
+            )
         return losses.discrete_gaussian(event.sigma, _integer_sensitivity(event, relation))
     if isinstance(event, SampledWithoutReplacementEvent):
         raise UnsupportedEventError(
