@@ -173,7 +173,7 @@ def discrete_laplace(scale: float, sensitivity: int) -> AtomLoss:
 def discrete_gaussian(sigma: float, sensitivity: int) -> AtomLoss:
     """Discrete Gaussian N_Z(0, σ²) vs N_Z(Δ, σ²): L(x) = (Δ² − 2Δx)/(2σ²) under P = N_Z(0, σ²),
     summed exactly over |x| ≤ 40σ + Δ (the rest has mass < 1e-340)."""
-    bound = int(math.ceil(40 * sigma)) + int(sensitivity) + 1
+    bound = math.ceil(40 * sigma) + int(sensitivity) + 1
     x = np.arange(-bound, bound + 1, dtype=float)
     log_w = -(x**2) / (2 * sigma**2)
     probs = np.exp(log_w - special.logsumexp(log_w))
