@@ -30,6 +30,7 @@ type is one registered function (see ``_RULES``); adding an event type means reg
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -58,7 +59,8 @@ from deniable.events import (
 )
 
 DEFAULT_ORDERS: tuple[float, ...] = tuple(
-    [1 + x / 10 for x in range(1, 100)] + [float(a) for a in range(11, 64)]
+    [1 + x / 10 for x in range(1, 100)]
+    + [float(a) for a in range(11, 64)]
     + [128.0, 256.0, 512.0, 1024.0]
 )
 """1.1, 1.2, …, 10.9, then 11, …, 63, 128, 256, 512, 1024 (as dp-accounting)."""
@@ -89,19 +91,28 @@ def epsilon(
     relation: Neighbouring = Neighbouring.ADD_REMOVE,
     orders: Orders = DEFAULT_ORDERS,
 ) -> EpsilonResult:
-    """The smallest ε that RDP at ``orders`` proves for ``event`` at ``delta``."""
+    """The smallest ε that RDP at ``orders`` proves for ``event`` at ``delta``.
+
+    Never above the event's pure-DP ε where it has one (the RDP curve's limit α → ∞);
+    ``details`` holds the optimal ``order``, the RDP there and which ``bound`` won.
+    """
     check_delta(delta)
     grid = _check_orders(orders)
     relation = _check_relation(relation)
     rdp = _rdp(event, grid, relation, {})
     eps, order = rdp_to_epsilon(grid, rdp, delta)
     at = rdp[int(np.argmax(grid == order))]
+    pure = _pure_epsilon(event, relation)  # ε-DP implies (ε, δ)-DP: RDP at α = ∞
     return EpsilonResult(
-        epsilon=eps,
+        epsilon=min(eps, pure),
         delta=float(delta),
         accountant="rdp",
         relation=relation,
-        details={"order": order, "rdp_at_order": float(at)},
+        details={
+            "order": order,
+            "rdp_at_order": float(at),
+            "bound": "pure_dp" if pure < eps else "rdp",
+        },
     )
 
 
@@ -112,10 +123,14 @@ def delta(
     relation: Neighbouring = Neighbouring.ADD_REMOVE,
     orders: Orders = DEFAULT_ORDERS,
 ) -> float:
-    """The smallest δ that RDP at ``orders`` proves for ``event`` at ``epsilon``."""
+    """The smallest δ that RDP at ``orders`` proves for ``event`` at ``epsilon`` (0 when
+    ``epsilon`` is at least the event's pure-DP ε)."""
     _check_epsilon(epsilon)
     grid = _check_orders(orders)
-    rdp = _rdp(event, grid, _check_relation(relation), {})
+    relation = _check_relation(relation)
+    rdp = _rdp(event, grid, relation, {})
+    if epsilon >= _pure_epsilon(event, relation):
+        return 0.0
     return rdp_to_delta(grid, rdp, epsilon)[0]
 
 
@@ -134,7 +149,7 @@ def rdp_to_epsilon(orders: Orders, rdp: Orders, delta: float) -> tuple[float, fl
         classic = curve - log_delta / (grid - 1)
         eps = np.minimum(improved, classic)
         eps = np.where(delta * delta >= -np.expm1(-curve), 0.0, eps)
-    eps = np.maximum(np.nan_to_num(eps, nan=np.inf), 0.0)
+    eps = np.maximum(np.nan_to_num(eps, nan=np.inf, posinf=np.inf), 0.0)
     best = int(np.argmin(eps))
     return float(eps[best]), float(grid[best])
 
@@ -148,8 +163,8 @@ def rdp_to_delta(orders: Orders, rdp: Orders, epsilon: float) -> tuple[float, fl
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         improved = (grid - 1) * (curve - epsilon + np.log1p(-1 / grid)) - np.log(grid)
         classic = (grid - 1) * (curve - epsilon)
-        pinsker = 0.5 * np.log(-np.expm1(-curve))
-        log_delta = np.minimum(np.minimum(improved, classic), pinsker)
+        huber = 0.5 * np.log(-np.expm1(-curve))
+        log_delta = np.minimum(np.minimum(improved, classic), huber)
     log_delta = np.nan_to_num(log_delta, nan=np.inf, posinf=np.inf)
     best = int(np.argmin(log_delta))
     return float(min(math.exp(min(log_delta[best], 0.0)), 1.0)), float(grid[best])
@@ -185,7 +200,7 @@ def _check_relation(relation: Neighbouring) -> Neighbouring:
 
 
 def _check_epsilon(epsilon: float) -> None:
-    ok = isinstance(epsilon, int | float) and not isinstance(epsilon, bool)
+    ok = isinstance(epsilon, numbers.Real) and not isinstance(epsilon, bool)
     if not ok or not math.isfinite(epsilon) or epsilon < 0:
         raise InvalidParameterError("epsilon", epsilon, "a finite number >= 0")
 
@@ -202,13 +217,13 @@ def _rule(*event_types: type[PrivacyEvent]) -> Callable[[_Rule], _Rule]:
     return register
 
 
-def _rdp(event: PrivacyEvent, orders: np.ndarray, relation: Neighbouring, memo: _Memo) -> np.ndarray:
+def _rdp(
+    event: PrivacyEvent, orders: np.ndarray, relation: Neighbouring, memo: _Memo
+) -> np.ndarray:
     """RDP curve of ``event``; ``memo`` shares work between repeated sub-events of one call."""
     rule = next((_RULES[c] for c in type(event).__mro__ if c in _RULES), None)
     if rule is None:
-        raise UnsupportedEventError(
-            f"the rdp accountant cannot interpret {type(event).__name__}"
-        )
+        raise UnsupportedEventError(f"the rdp accountant cannot interpret {type(event).__name__}")
     try:
         key: tuple[object, ...] | None = (event, relation, orders.tobytes())
         hash(key)
@@ -284,7 +299,12 @@ def _discrete_gaussian(
 def _laplace(
     event: LaplaceEvent, orders: np.ndarray, relation: Neighbouring, memo: _Memo
 ) -> np.ndarray:
-    return laplace_rdp(sensitivity_under(event, relation) / event.scale, orders)
+    eps = sensitivity_under(event, relation) / event.scale
+    if event.dimension > 1:
+        # Mironov's formula is for one coordinate; a vector release is only known to be ε-DP,
+        # and binary randomized response at ε bounds every ε-DP mechanism.
+        return randomized_response_rdp(eps, 2, orders)
+    return laplace_rdp(eps, orders)
 
 
 @_rule(DiscreteLaplaceEvent)

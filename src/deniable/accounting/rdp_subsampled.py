@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from decimal import Context, Decimal, localcontext
+from decimal import MAX_EMAX, MIN_EMIN, Context, Decimal, localcontext
 from functools import lru_cache
 
 import numpy as np
@@ -43,8 +43,8 @@ from scipy import special
 RdpCurve = Callable[[np.ndarray], np.ndarray]
 """ε(α) of a mechanism at an array of orders > 1."""
 
-_SERIES_RELATIVE_TOL = 1e-17
-_SERIES_MAX_TERMS = 1 << 20
+_SERIES_RELATIVE_TOL = 1e-15
+_SERIES_MAX_TERMS = 1 << 18
 _IMPROVED_WOR_MAX_ORDER = 256
 _DECIMAL_MAX_DIGITS = 20_000
 
@@ -114,13 +114,20 @@ def _log_a_fractional(q: float, z: float, alpha: float) -> float:
     Split the integral at z₀, where (1 − q) = q·L(x), L(x) = e^{(2x−1)/(2z²)}. Below z₀ expand
     (1 − q + qL)^α in powers of qL/(1−q) < 1, above it in powers of (1−q)/(qL) < 1:
 
-        A_α = Σ_i C(α,i) q^i (1−q)^{α−i} e^{(i²−i)/(2z²)} Φ((z₀ − i)/z)
-            + Σ_i C(α,i) q^{α−i} (1−q)^i e^{(j²−j)/(2z²)} Φ((j − z₀)/z),   j = α − i.
+        A_α = Σ_i T0_i + Σ_i T1_i,   with w_i = C(α,i) q^i (1−q)^{α−i}, j = α − i,
+        T0_i = w_i e^{(i²−i)/(2z²)} Φ((z₀ − i)/z),
+        T1_i = C(α,i) q^j (1−q)^i e^{(j²−j)/(2z²)} Φ((j − z₀)/z).
 
     Each series is alternating with decreasing terms once i > α + 1 (|C(α,i)| decreases and the
-    remaining factor is E[(qL/(1−q))^i; x < z₀], decreasing in i), so summing up to the last
-    non-negative term is an upper bound within one term of the limit. In the Gaussian tails the
-    exponent and log Φ cancel algebraically; we use that closed form (via erfcx) there.
+    rest of T0_i is E[(qL/(1−q))^i; x < z₀], decreasing in i; likewise for T1), so the first
+    omitted term bounds the remainder; we add it, which makes the result an upper bound.
+
+    A_α − 1 can be tiny (~q²/z²) and summing A_α directly would lose it to rounding. When
+    q < 1/2 the binomial series Σ_i w_i = 1 converges, so we sum A_α − 1 = Σ_i (T0_i − w_i) +
+    Σ_i T1_i, using T0_i − w_i = w_i·expm1((i²−i)/(2z²))·Φ((z₀−i)/z) − w_i·Φ((i−z₀)/z) for
+    i ≤ z₀: small pieces only. When q > 1/2 the same is done with the second series. In the
+    Gaussian tails the exponent and log Φ cancel algebraically; we use that closed form (via
+    erfcx) there.
     """
     log_q, log_1mq = math.log(q), math.log1p(-q)
     z0 = z * z * (log_1mq - log_q) + 0.5
@@ -128,25 +135,68 @@ def _log_a_fractional(q: float, z: float, alpha: float) -> float:
     floor_alpha = math.floor(alpha)
     n = 2 * math.ceil(alpha) + 64
     while True:
-        i = np.arange(n, dtype=float)
+        i = np.arange(n + 1, dtype=float)  # i = n is the first omitted term
         j = alpha - i
         log_c = _log_comb(alpha, i)
         sign = np.where(i > floor_alpha + 1, (-1.0) ** (i - floor_alpha - 1), 1.0)
-        log_t0 = log_c + _log_gauss_part(i, i * log_q + j * log_1mq, z0 - i, z, tail_const)
-        log_t1 = log_c + _log_gauss_part(j, j * log_q + i * log_1mq, j - z0, z, tail_const)
-        total = np.logaddexp(special.logsumexp(log_t0[:-1], b=sign[:-1]),
-                             special.logsumexp(log_t1[:-1], b=sign[:-1]))
-        last = max(log_t0[-1], log_t1[-1])
-        if last < total + math.log(_SERIES_RELATIVE_TOL) or n >= _SERIES_MAX_TERMS:
+        # (power, log of the q-weights, argument t of Φ(t/z)) of each series
+        s0 = (i, i * log_q + j * log_1mq, z0 - i)
+        s1 = (j, j * log_q + i * log_1mq, j - z0)
+        logs, signs, tails = [], [], []
+        for (power, log_weight, t), subtract in ((s0, q < 0.5), (s1, q > 0.5)):
+            parts = _series_terms(log_c, sign, power, log_weight, t, z, tail_const, n, subtract)
+            logs += parts[0]
+            signs += parts[1]
+            tails.append(parts[2])
+        if q == 0.5:
+            logs.append(np.zeros(1))
+            signs.append(-np.ones(1))
+        log_s, sign_s = special.logsumexp(
+            np.concatenate(logs), b=np.concatenate(signs), return_sign=True
+        )
+        tail = float(special.logsumexp(tails))
+        if sign_s > 0 and tail < log_s + math.log(_SERIES_RELATIVE_TOL):
+            break
+        if n >= _SERIES_MAX_TERMS:
             break
         n *= 4
-    # Upper bound of an alternating tail: keep the last term only when it is positive.
-    weights = sign.copy()
-    if sign[-1] < 0:
-        weights[-1] = 0.0
-    a0 = special.logsumexp(log_t0, b=weights)
-    a1 = special.logsumexp(log_t1, b=weights)
-    return float(np.logaddexp(a0, a1))
+    # A_α − 1 ≤ S + |remainder|; A_α ≥ 1 by Jensen, so a negative S is rounding.
+    log_upper = float(np.logaddexp(log_s, tail)) if sign_s > 0 else tail
+    return _log1p_exp(log_upper)
+
+
+def _series_terms(
+    log_c: np.ndarray,
+    sign: np.ndarray,
+    power: np.ndarray,
+    log_weight: np.ndarray,
+    t: np.ndarray,
+    z: float,
+    tail_const: float,
+    n: int,
+    subtract_weights: bool,
+) -> tuple[list[np.ndarray], list[np.ndarray], float]:
+    """Signed log-terms of one series of :func:`_log_a_fractional` for indices < n, minus its
+    binomial weights when ``subtract_weights``, and the log-bound of the remainder."""
+    log_terms = log_c + _log_gauss_part(power, log_weight, t, z, tail_const)
+    log_w = log_c + log_weight
+    head, sg = slice(0, n), sign[:n]
+    if not subtract_weights:
+        return [log_terms[head]], [sg], float(log_terms[n])
+    direct = t[head] >= 0
+    p = power[head][direct]
+    lw = log_w[head][direct]
+    c = p * (p - 1) / (2 * z * z)  # negative for a fractional power in (0, 1)
+    with np.errstate(divide="ignore"):
+        log_abs_expm1 = np.where(c >= 0, _log_expm1(np.abs(c)), np.log(-np.expm1(-np.abs(c))))
+        logs = [
+            lw + log_abs_expm1 + special.log_ndtr(t[head][direct] / z),
+            lw + special.log_ndtr(-t[head][direct] / z),
+            log_terms[head][~direct],
+            log_w[head][~direct],
+        ]
+    signs = [sg[direct] * np.sign(c + (c == 0)), -sg[direct], sg[~direct], -sg[~direct]]
+    return logs, signs, float(np.logaddexp(log_terms[n], log_w[n]))
 
 
 def _log_gauss_part(
@@ -161,9 +211,7 @@ def _log_gauss_part(
     tail = t < 0
     direct = ~tail
     p = power[direct]
-    out[direct] = (
-        log_weight[direct] + (p * p - p) / (2 * z * z) + special.log_ndtr(t[direct] / z)
-    )
+    out[direct] = log_weight[direct] + (p * p - p) / (2 * z * z) + special.log_ndtr(t[direct] / z)
     out[tail] = tail_const + np.log(0.5 * special.erfcx(-t[tail] / (z * math.sqrt(2))))
     return out
 
@@ -293,14 +341,14 @@ def _log_even_moments(z: float, kmax: int) -> tuple[float, ...]:
     moments = _power_moments(z, kmax, prec)
     for k in range(2, kmax + 1, 2):
         while True:
-            with localcontext(Context(prec=prec)):
+            with localcontext(_context(prec)):
                 terms = [Decimal(math.comb(k, i)) * moments[i] for i in range(k + 1)]
                 total = sum(
                     (t if (k - i) % 2 == 0 else -t for i, t in enumerate(terms)), Decimal(0)
                 )
                 biggest = max(t.adjusted() for t in terms)
             if total > 0 and biggest - total.adjusted() < prec - 25:
-                out[k] = float(total.ln(Context(prec=30)))
+                out[k] = float(total.ln(_context(30)))
                 break
             lost = biggest - total.adjusted() if total > 0 else prec
             prec = max(2 * prec, lost + 60)
@@ -312,7 +360,7 @@ def _log_even_moments(z: float, kmax: int) -> tuple[float, ...]:
 
 def _power_moments(z: float, kmax: int, digits: int) -> list[Decimal]:
     """E[L^i] = e^{i(i−1)x/2}, x = 1/z², for i = 0..kmax, to ``digits`` significant digits."""
-    with localcontext(Context(prec=digits + 10)):
+    with localcontext(_context(digits + 10)):
         x = Decimal(1) / (Decimal(z) * Decimal(z))
         ratio = x.exp()
         values = [Decimal(1), Decimal(1)]
@@ -321,3 +369,8 @@ def _power_moments(z: float, kmax: int, digits: int) -> list[Decimal]:
             step *= ratio  # e^{(i−1)x}
             values.append(values[-1] * step)
         return values
+
+
+def _context(digits: int) -> Context:
+    """Decimal arithmetic with ``digits`` significant digits and an unbounded exponent range."""
+    return Context(prec=digits, Emax=MAX_EMAX, Emin=MIN_EMIN)
