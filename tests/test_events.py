@@ -69,3 +69,21 @@ def test_math_layer_imports_no_torch() -> None:
         "assert 'torch' not in sys.modules, 'the math layer imported torch'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_events_round_trip_through_dicts() -> None:
+    from deniable.events import DiscreteLaplaceEvent, PureDpEvent, event_from_dict
+
+    event = ComposedEvent(
+        [
+            SelfComposedEvent(PoissonSampledEvent(0.01, GaussianEvent(1.1, 1.0, 0.5)), 100),
+            SampledWithoutReplacementEvent(100, 10, LaplaceEvent(2.0, dimension=3)),
+            DiscreteLaplaceEvent(4.0, 2.0),
+            PureDpEvent(0.3),
+        ]
+    )
+    assert event_from_dict(json.loads(json.dumps(event.to_dict()))) == event
+    with pytest.raises(InvalidParameterError):
+        event_from_dict({"type": "MadeUpEvent"})
+    with pytest.raises(InvalidParameterError):
+        event_from_dict({"type": "GaussianEvent", "sigma": 1.0, "colour": "red"})

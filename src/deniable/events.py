@@ -255,3 +255,43 @@ def sensitivity_under(
 def _check_event(name: str, value: object) -> None:
     if not isinstance(value, PrivacyEvent):
         raise InvalidParameterError(name, value, "a PrivacyEvent")
+
+
+def event_from_dict(data: dict[str, object]) -> PrivacyEvent:
+    """Rebuild an event from :meth:`PrivacyEvent.to_dict` output (checkpoints, ledgers).
+
+    Unknown types or fields raise :class:`InvalidParameterError`, so a corrupted record can
+    never silently become a different (weaker) event.
+    """
+    kinds: dict[str, type[PrivacyEvent]] = {cls.__name__: cls for cls in _EVENT_TYPES}
+    name = data.get("type")
+    if not isinstance(name, str) or name not in kinds:
+        raise InvalidParameterError("event type", name, f"one of {', '.join(sorted(kinds))}")
+    fields = {k: v for k, v in data.items() if k != "type"}
+    if name == "ComposedEvent":
+        inner = fields.get("events")
+        if not isinstance(inner, list):
+            raise InvalidParameterError("ComposedEvent.events", inner, "a list of events")
+        return ComposedEvent([event_from_dict(e) for e in inner])
+    if isinstance(fields.get("event"), dict):
+        fields["event"] = event_from_dict(fields["event"])  # type: ignore[arg-type]
+    try:
+        return kinds[name](**fields)
+    except TypeError as exc:
+        raise InvalidParameterError(f"{name} fields", sorted(fields), "the event's fields") from exc
+
+
+_EVENT_TYPES: tuple[type[PrivacyEvent], ...] = (
+    NoOpEvent,
+    NonPrivateEvent,
+    GaussianEvent,
+    DiscreteGaussianEvent,
+    LaplaceEvent,
+    DiscreteLaplaceEvent,
+    RandomizedResponseEvent,
+    PureDpEvent,
+    PoissonSampledEvent,
+    SampledWithoutReplacementEvent,
+    ComposedEvent,
+    SelfComposedEvent,
+)
