@@ -1,0 +1,1 @@
+"""DP-SGD training: samplers, the private step, the privacy tracker, checkpoints, trainer."""
