@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -16,6 +17,7 @@ from rich.table import Table
 
 from deniable import __version__, accounting
 from deniable.accounting import calibrate as calib
+from deniable.config import TrainConfig, load_config
 from deniable.errors import DeniableError, InvalidParameterError, check_count, check_positive
 from deniable.events import (
     ComposedEvent,
@@ -211,6 +213,188 @@ def calibrate_cmd(
         result.accountant,
     )
     console.print(table)
+
+
+def _train_options(
+    config: Path | None,
+    dataset: str | None,
+    data_dir: Path | None,
+    model: str | None,
+    epochs: float | None,
+    batch_size: int | None,
+    learning_rate: float | None,
+    max_grad_norm: float | None,
+    noise_multiplier: float | None,
+    target_epsilon: float | None,
+    delta: float | None,
+    sampling: str | None,
+    seed: int | None,
+    secure: bool,
+    out: Path | None,
+) -> TrainConfig:
+    overrides: dict[str, object] = {
+        "dataset": dataset,
+        "data_dir": data_dir,
+        "model": model,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "max_grad_norm": max_grad_norm,
+        "noise_multiplier": noise_multiplier,
+        "target_epsilon": target_epsilon,
+        "delta": delta,
+        "sampling": sampling,
+        "seed": seed,
+        "out": out,
+    }
+    cfg = load_config(config, overrides)
+    if secure:
+        cfg = cfg.model_copy(update={"seed": None})
+    return cfg
+
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML file of config keys.")]
+DatasetOpt = Annotated[
+    str | None, typer.Option("--dataset", help="digits (default), mnist, fashion-mnist, adult, ...")
+]
+DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="Folder with the data files.")]
+ModelOpt = Annotated[str | None, typer.Option("--model", help="mlp, cnn, tanh-cnn or logreg.")]
+EpochsOpt = Annotated[float | None, typer.Option("--epochs", help="Epochs (steps = epochs/q).")]
+BatchOpt = Annotated[int | None, typer.Option("--batch-size", help="Expected units per batch.")]
+LrOpt = Annotated[float | None, typer.Option("--learning-rate", help="Learning rate.")]
+ClipOpt = Annotated[float | None, typer.Option("--max-grad-norm", help="Clipping norm C.")]
+SigmaOpt = Annotated[
+    float | None, typer.Option("--noise-multiplier", help="σ (or --target-epsilon).")
+]
+TargetOpt = Annotated[
+    float | None, typer.Option("--target-epsilon", help="Calibrate σ to reach this ε.")
+]
+TrainDeltaOpt = Annotated[float | None, typer.Option("--delta", help="δ of the guarantee.")]
+SamplingOpt = Annotated[
+    str | None, typer.Option("--sampling", help="poisson (default) or fixed (replace-one).")
+]
+SeedOpt = Annotated[int | None, typer.Option("--seed", help="Seed for sampling and noise.")]
+SecureOpt = Annotated[
+    bool, typer.Option("--secure", help="Seed sampling and noise from the OS CSPRNG.")
+]
+OutOpt = Annotated[Path | None, typer.Option("--out", help="Folder for runs/<id>/.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", help="No progress bar.")]
+
+
+def _train_and_report(
+    cfg: TrainConfig, *, baseline: bool, run_dir: Path | None, as_json: bool, quiet: bool
+) -> None:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from deniable.pipeline import run as run_pipeline
+
+    def warn(message: str) -> None:
+        print(message, file=sys.stderr)
+
+    if as_json or quiet:
+        result = run_pipeline(cfg, run_dir=run_dir, baseline=baseline, warn=warn)
+    else:
+        columns = (TextColumn("DP-SGD"), BarColumn(), TextColumn("{task.completed}/{task.total}"))
+        with Progress(*columns, TimeRemainingColumn(), console=console, transient=True) as bar:
+            task = bar.add_task("train", total=None)
+
+            def progress(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            result = run_pipeline(
+                cfg, run_dir=run_dir, baseline=baseline, progress=progress, warn=warn
+            )
+    if as_json:
+        print(json.dumps(result))
+        return
+    table = Table(title=f"deniable: {result['run_dir']}")
+    table.add_column("", style="bold")
+    table.add_column("value", justify="right")
+    table.add_row(
+        "privacy",
+        f"ε = {result['epsilon']:.3f} at δ = {result['delta']:g} "
+        f"({result['unit']}-level, {result['relation']}, {result['accountant']})",
+    )
+    table.add_row("noise multiplier σ", f"{result['noise_multiplier']:.4f}")
+    table.add_row("steps × sample rate", f"{result['steps']} × {result['sample_rate']:.4f}")
+    table.add_row("test accuracy (private)", f"{result['test_accuracy']:.2%}")
+    if result["baseline_accuracy"] is not None:
+        table.add_row("test accuracy (non-private)", f"{result['baseline_accuracy']:.2%}")
+    console.print(table)
+
+
+@app.command(name="run")
+def run_cmd(
+    config: ConfigOpt = None,
+    dataset: DatasetOpt = None,
+    data_dir: DataDirOpt = None,
+    model: ModelOpt = None,
+    epochs: EpochsOpt = None,
+    batch_size: BatchOpt = None,
+    learning_rate: LrOpt = None,
+    max_grad_norm: ClipOpt = None,
+    noise_multiplier: SigmaOpt = None,
+    target_epsilon: TargetOpt = None,
+    delta: TrainDeltaOpt = None,
+    sampling: SamplingOpt = None,
+    seed: SeedOpt = None,
+    secure: SecureOpt = False,
+    out: OutOpt = None,
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """The main job: train a private model and its non-private baseline, write result.json."""
+    cfg = _train_options(
+        config, dataset, data_dir, model, epochs, batch_size, learning_rate, max_grad_norm,
+        noise_multiplier, target_epsilon, delta, sampling, seed, secure, out,
+    )
+    _train_and_report(cfg, baseline=True, run_dir=None, as_json=as_json, quiet=quiet)
+
+
+@app.command()
+def train(
+    config: ConfigOpt = None,
+    dataset: DatasetOpt = None,
+    data_dir: DataDirOpt = None,
+    model: ModelOpt = None,
+    epochs: EpochsOpt = None,
+    batch_size: BatchOpt = None,
+    learning_rate: LrOpt = None,
+    max_grad_norm: ClipOpt = None,
+    noise_multiplier: SigmaOpt = None,
+    target_epsilon: TargetOpt = None,
+    delta: TrainDeltaOpt = None,
+    sampling: SamplingOpt = None,
+    seed: SeedOpt = None,
+    secure: SecureOpt = False,
+    out: OutOpt = None,
+    resume: Annotated[
+        Path | None, typer.Option("--resume", help="Continue the run in this folder.")
+    ] = None,
+    run_dir: Annotated[
+        Path | None, typer.Option("--run-dir", help="Start the run in this (empty) folder.")
+    ] = None,
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train a private model only (no baseline); --resume continues a checkpointed run."""
+    cfg = _train_options(
+        config, dataset, data_dir, model, epochs, batch_size, learning_rate, max_grad_norm,
+        noise_multiplier, target_epsilon, delta, sampling, seed, secure, out,
+    )
+    if resume is not None and run_dir is not None:
+        raise DeniableError("give --resume (an existing run) or --run-dir (a new one), not both")
+    if resume is not None and not (resume / "checkpoint.pt").exists():
+        raise DeniableError(f"--resume {resume}: no checkpoint.pt there")
+    if run_dir is not None:
+        if (run_dir / "checkpoint.pt").exists():
+            raise DeniableError(
+                f"--run-dir {run_dir} already holds a run; continue it with --resume "
+                "(starting over would forget the privacy it has spent)"
+            )
+        run_dir.mkdir(parents=True, exist_ok=True)
+    target = resume if resume is not None else run_dir
+    _train_and_report(cfg, baseline=False, run_dir=target, as_json=as_json, quiet=quiet)
 
 
 @app.command()

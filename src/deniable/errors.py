@@ -28,6 +28,14 @@ class UnsupportedEventError(DeniableError):
     """An accountant cannot interpret (part of) a privacy event; the message names the part."""
 
 
+class UnsupportedModuleError(DeniableError):
+    """A model has a module DP training cannot handle safely; the message names it and says why."""
+
+
+class GhostUnsupportedError(UnsupportedModuleError):
+    """A trainable module has no ghost-norm rule; use per-sample gradients (vmap) for this model."""
+
+
 def check_positive(name: str, value: float) -> float:
     """Return ``value`` if it is a finite number > 0, else raise :class:`InvalidParameterError`."""
     if not _is_finite(value) or value <= 0:

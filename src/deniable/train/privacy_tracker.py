@@ -47,7 +47,9 @@ class PrivacyTracker:
 
     def event(self) -> PrivacyEvent:
         """Everything recorded so far as one event."""
-        parts = [SelfComposedEvent(r.event, r.count) if r.count > 1 else r.event for r in self._runs]
+        parts = [
+            SelfComposedEvent(r.event, r.count) if r.count > 1 else r.event for r in self._runs
+        ]
         if not parts:
             return NoOpEvent()
         return parts[0] if len(parts) == 1 else ComposedEvent(parts)

@@ -1,0 +1,80 @@
+"""Run configuration: one pydantic model, loadable from TOML, with one-line errors naming the key.
+
+Every CLI flag of ``deniable train`` / ``deniable run`` is a key here; a TOML file gives defaults
+and flags override them.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from deniable.errors import DeniableError
+
+
+class TrainConfig(BaseModel):
+    """What to train and how privately. Either ``noise_multiplier`` or ``target_epsilon``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dataset: str = "digits"
+    data_dir: Path | None = None
+    model: str = "mlp"
+    epochs: float = Field(30.0, gt=0)
+    batch_size: int = Field(128, ge=1, description="expected units per batch (q·U)")
+    learning_rate: float = Field(1.0, gt=0)
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    momentum: float = Field(0.9, ge=0, lt=1)
+    max_grad_norm: float = Field(1.0, gt=0)
+    noise_multiplier: float | None = Field(None, gt=0)
+    target_epsilon: float | None = Field(3.0, gt=0)
+    delta: float = Field(1e-5, gt=0, lt=1)
+    accountant: Literal["pld", "rdp"] | None = None
+    sampling: Literal["poisson", "fixed"] = "poisson"
+    per_layer_clipping: bool = False
+    microbatch_size: int | None = Field(None, ge=1)
+    physical_batch_size: int | None = Field(None, ge=1)
+    seed: int | None = 0
+    baseline_epochs: float | None = Field(None, gt=0)
+    baseline_learning_rate: float = Field(0.1, gt=0)
+    out: Path = Path("runs")
+    checkpoint_every: int = Field(0, ge=0, description="steps between checkpoints; 0 = at end")
+
+    @model_validator(mode="after")
+    def _one_noise_source(self) -> TrainConfig:
+        if self.noise_multiplier is not None and self.target_epsilon is not None:
+            # A flag for one clears the other (see with_overrides); both set is ambiguous.
+            raise ValueError("give noise_multiplier or target_epsilon, not both")
+        if self.noise_multiplier is None and self.target_epsilon is None:
+            raise ValueError("give noise_multiplier or target_epsilon")
+        return self
+
+
+def load_config(path: Path | None, overrides: dict[str, object]) -> TrainConfig:
+    """TOML file (optional) then flag overrides (None values ignored), validated."""
+    data: dict[str, object] = {}
+    if path is not None:
+        if not path.exists():
+            raise DeniableError(f"config file {path} does not exist")
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise DeniableError(f"config file {path} is not valid TOML: {exc}") from None
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if "noise_multiplier" in given:
+        data.pop("target_epsilon", None)
+        data["target_epsilon"] = None
+    if "target_epsilon" in given:
+        data.pop("noise_multiplier", None)
+    data.update(given)
+    if "noise_multiplier" in data and "target_epsilon" not in data:
+        data["target_epsilon"] = None
+    try:
+        return TrainConfig.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(p) for p in first["loc"]) or "config"
+        raise DeniableError(f"config key '{key}': {first['msg']}") from None

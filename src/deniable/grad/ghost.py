@@ -1,0 +1,229 @@
+"""Ghost clipping: per-example gradient norms without per-example gradients, then a clipped sum.
+
+Two passes over one forward graph (Li, Tramèr, Liang & Hashimoto 2022; Bu et al. 2023):
+
+1. Forward the whole batch with hooks that keep each trainable layer's input ``a`` and output,
+   take per-example losses ℓ_i, and differentiate Σ_i ℓ_i with respect to the layer outputs only
+   (no parameter gradients) to get ``b``. Each layer's rule in :mod:`deniable.grad.ghost_rules`
+   turns (a, b) into ‖∇_layer ℓ_i‖²; their sum is ‖g_i‖².
+2. Differentiate Σ_i w_i ℓ_i with w_i = min(1, C/‖g_i‖) held constant: its gradient is
+   Σ_i w_i g_i, the flat-clipped sum (same as :func:`~deniable.grad.clip.clip_and_sum`, add/remove-
+   one L2 sensitivity C), at the cost of a second backward pass instead of B gradients in memory.
+
+Privacy unit: one example (row of ``inputs``). Group keys (user-level DP) are not supported here;
+use :func:`~deniable.grad.per_sample.per_sample_gradients` with ``keys``.
+
+Assumptions the hooks rely on (checked where possible): every layer with trainable parameters
+has a rule (else :class:`~deniable.errors.GhostUnsupportedError` names it, and the caller uses
+vmap), sees batch-first tensors whose row i comes from example i only (a layer fed a (T, B, d)
+tensor with T = B cannot be detected), shares no parameter with another layer, and its output is
+not modified in place afterwards. Dropout in train mode is fine: both passes use the same masks.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.func import vmap
+
+from deniable.errors import DeniableError, GhostUnsupportedError, check_positive
+from deniable.grad.clip import ClipResult, clip_factors
+from deniable.grad.ghost_rules import GhostRule, ghost_rule_for
+from deniable.grad.per_sample import LossFn, as_scalar_loss
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GhostNorms:
+    """Per-example gradient norms of one batch.
+
+    Attributes:
+        norms: (B,) flat L2 norms ‖g_i‖ over all trainable parameters.
+        losses: (B,) per-example losses, detached.
+        layer_methods: ``{"layer.param": "gram" | "explicit"}``, how each norm was computed.
+    """
+
+    norms: Tensor
+    losses: Tensor
+    layer_methods: dict[str, str]
+
+
+@dataclass(frozen=True)
+class GhostClipResult(ClipResult):
+    """A :class:`ClipResult` (flat clipping, one example per unit) plus what ghost clipping saw."""
+
+    losses: Tensor
+    layer_methods: dict[str, str]
+
+
+@dataclass
+class _Call:
+    inputs: Tensor
+    output: Tensor
+    versions: tuple[int, int]
+
+
+@dataclass
+class _Layer:
+    path: str
+    module: nn.Module
+    rule: GhostRule
+    calls: list[_Call] = field(default_factory=list)
+
+
+def check_ghost_supported(model: nn.Module) -> None:
+    """Raise :class:`GhostUnsupportedError` naming every trainable layer ghost clipping can't do."""
+    _ghost_layers(model)
+
+
+def ghost_norms(model: nn.Module, loss_fn: LossFn, inputs: Tensor, targets: Tensor) -> GhostNorms:
+    """Per-example gradient norms from one forward and one backward pass (see module doc).
+
+    ``loss_fn(outputs, targets)`` is applied to each example as a batch of one (vmapped over the
+    batch's outputs) and must return a scalar: ``reduction="sum"`` or ``"mean"``.
+    """
+    norms, losses, methods, _ = _first_pass(model, loss_fn, inputs, targets)
+    return GhostNorms(norms, losses.detach(), methods)
+
+
+def ghost_clipped_sum(
+    model: nn.Module, loss_fn: LossFn, inputs: Tensor, targets: Tensor, max_norm: float
+) -> GhostClipResult:
+    """Σ_i min(1, C/‖g_i‖)·g_i over examples, by ghost norms and a second weighted backward pass.
+
+    Equal to ``clip_and_sum(per_sample_gradients(...)[0], max_norm)`` (flat clipping); its
+    ``sensitivity`` is C for add/remove-one neighbours. Does not touch ``param.grad``.
+    """
+    max_norm = check_positive("max_norm", max_norm)
+    norms, losses, methods, params = _first_pass(model, loss_fn, inputs, targets)
+    weights = clip_factors(norms.detach(), max_norm).to(losses.dtype)
+    names = list(params)
+    grads = torch.autograd.grad(
+        (weights * losses).sum(), [params[n] for n in names], allow_unused=True
+    )
+    summed = {
+        n: torch.zeros_like(params[n]) if g is None else g
+        for n, g in zip(names, grads, strict=True)
+    }
+    fraction = float((norms > max_norm).float().mean())
+    norms = norms.detach()
+    return GhostClipResult(summed, norms, fraction, max_norm, False, losses.detach(), methods)
+
+
+def _ghost_layers(model: nn.Module) -> list[_Layer]:
+    layers, problems = [], []
+    owner: dict[int, str] = {}
+    for path, module in model.named_modules():
+        own = [(n, p) for n, p in module.named_parameters(recurse=False) if p.requires_grad]
+        if not own:
+            continue
+        label = f"`{path or '<root>'}` ({type(module).__name__})"
+        for name, p in own:
+            full = f"{path}.{name}" if path else name
+            if id(p) in owner:
+                problems.append(f"{label}: {full} is tied to {owner[id(p)]}")
+            owner.setdefault(id(p), full)
+        rule, reason = ghost_rule_for(module)
+        if rule is None:
+            problems.append(f"{label}: {reason}")
+        else:
+            layers.append(_Layer(path, module, rule))
+    if problems:
+        raise GhostUnsupportedError(
+            "ghost clipping cannot handle "
+            + "; ".join(problems)
+            + "; use per-sample gradients (vmap) for this model"
+        )
+    return layers
+
+
+def _capture(
+    layer: _Layer, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any
+) -> None:
+    x = args[0] if args else kwargs.get("input")
+    if not isinstance(x, Tensor) or not isinstance(output, Tensor):
+        raise GhostUnsupportedError(
+            f"ghost clipping needs `{layer.path}` called with one input tensor returning a tensor"
+        )
+    layer.calls.append(_Call(x.detach(), output, (x._version, output._version)))
+
+
+def _first_pass(
+    model: nn.Module, loss_fn: LossFn, inputs: Tensor, targets: Tensor
+) -> tuple[Tensor, Tensor, dict[str, str], dict[str, Tensor]]:
+    layers = _ghost_layers(model)
+    batch = inputs.shape[0] if inputs.dim() > 0 else 0
+    if batch == 0 or targets.dim() == 0 or targets.shape[0] != batch:
+        raise DeniableError(
+            f"inputs and targets need the same non-empty batch dimension, got "
+            f"{tuple(inputs.shape)} and {tuple(targets.shape)}"
+        )
+    params: dict[str, Tensor] = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    handles = [
+        layer.module.register_forward_hook(partial(_capture, layer), with_kwargs=True)
+        for layer in layers
+    ]
+    try:
+        with torch.enable_grad():
+            outputs = model(inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    with torch.enable_grad():
+        losses = _per_example_losses(loss_fn, outputs, targets)
+    calls = [(layer, call) for layer in layers for call in layer.calls]
+    for layer, call in calls:
+        _check_call(layer, call, batch)
+    outs = [call.output for _, call in calls]
+    backs = torch.autograd.grad(losses.sum(), outs, retain_graph=True, allow_unused=True)
+    grads_of = {
+        id(call): (torch.zeros_like(o) if g is None else g.detach())
+        for (_, call), o, g in zip(calls, outs, backs, strict=True)
+    }
+    sq = losses.new_zeros(batch).detach()
+    methods: dict[str, str] = {}
+    for layer in layers:
+        if not layer.calls:
+            continue  # never called: its gradient is zero
+        acts = [c.inputs for c in layer.calls]
+        bs = [grads_of[id(c)] for c in layer.calls]
+        for name, part in layer.rule(layer.module, acts, bs).items():
+            sq = sq + part.sq_norm.to(sq.dtype)
+            methods[f"{layer.path}.{name}" if layer.path else name] = part.method
+    logger.debug("ghost norms: %s", methods)
+    return sq.sqrt(), losses, methods, params
+
+
+def _check_call(layer: _Layer, call: _Call, batch: int) -> None:
+    if call.inputs.shape[:1] != (batch,) or call.output.shape[:1] != (batch,):
+        raise GhostUnsupportedError(
+            f"ghost clipping needs batch-first tensors at `{layer.path}` (dim 0 = {batch} "
+            f"examples), got input {tuple(call.inputs.shape)}; use per-sample gradients (vmap)"
+        )
+    if (call.inputs._version, call.output._version) != call.versions:
+        raise GhostUnsupportedError(
+            f"the input or output of `{layer.path}` was modified in place after the layer ran; "
+            "make the following operation out-of-place (e.g. inplace=False)"
+        )
+
+
+def _per_example_losses(loss_fn: LossFn, outputs: Any, targets: Tensor) -> Tensor:
+    if not isinstance(outputs, Tensor):
+        raise DeniableError(
+            f"ghost clipping needs the model to return one tensor, got {type(outputs).__name__}"
+        )
+    one: Callable[[Tensor, Tensor], Tensor] = lambda o, t: as_scalar_loss(  # noqa: E731
+        loss_fn(o.unsqueeze(0), t.unsqueeze(0))
+    )
+    try:
+        return vmap(one)(outputs, targets)
+    except (RuntimeError, NotImplementedError) as error:  # loss_fn not vmappable: loop over B
+        logger.info("per-example losses by loop (vmap failed: %s)", error)
+        return torch.stack([one(outputs[i], targets[i]) for i in range(outputs.shape[0])])

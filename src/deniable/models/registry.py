@@ -1,0 +1,72 @@
+"""Models by name, sized from a dataset's feature shape: the entry point of the trainer and CLI.
+
+``mlp`` and ``logreg`` take any feature shape (they flatten); ``cnn`` and ``tanh-cnn`` need images
+shaped ``(channels, height, width)``. Every model here is DP-SGD compatible: no BatchNorm, no
+in-place operations.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from torch import nn
+
+from deniable.errors import InvalidParameterError, check_count
+from deniable.models.cnn import SmallCNN, TemperedSigmoidCNN
+from deniable.models.linear import LogisticRegression
+from deniable.models.mlp import MLP
+
+Shape = tuple[int, ...]
+
+
+def _flat(shape: Shape) -> int:
+    return math.prod(shape)
+
+
+def _image(name: str, shape: Shape) -> tuple[int, tuple[int, int]]:
+    if len(shape) != 3:
+        raise InvalidParameterError(
+            "feature_shape",
+            shape,
+            f"(channels, height, width) for model {name!r} (use 'mlp' or 'logreg' otherwise)",
+        )
+    return shape[0], (shape[1], shape[2])
+
+
+def _cnn(shape: Shape, num_classes: int) -> nn.Module:
+    channels, size = _image("cnn", shape)
+    return SmallCNN(channels, num_classes, size)
+
+
+def _tanh_cnn(shape: Shape, num_classes: int) -> nn.Module:
+    channels, size = _image("tanh-cnn", shape)
+    return TemperedSigmoidCNN(channels, num_classes, size)
+
+
+_BUILDERS: dict[str, Callable[[Shape, int], nn.Module]] = {
+    "mlp": lambda shape, k: MLP(_flat(shape), k),
+    "cnn": _cnn,
+    "tanh-cnn": _tanh_cnn,
+    "logreg": lambda shape, k: LogisticRegression(_flat(shape), k),
+}
+
+MODELS: tuple[str, ...] = tuple(_BUILDERS)
+"""The model names :func:`build_model` knows."""
+
+
+def build_model(name: str, feature_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    """A freshly initialised model ``name`` (one of :data:`MODELS`) for the given data shape.
+
+    >>> import torch
+    >>> build_model("cnn", (1, 8, 8), 10)(torch.zeros(2, 1, 8, 8)).shape
+    torch.Size([2, 10])
+    """
+    if name not in _BUILDERS:
+        raise InvalidParameterError("model", name, f"one of {', '.join(MODELS)}")
+    shape = tuple(feature_shape)
+    if not shape or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in shape
+    ):
+        raise InvalidParameterError("feature_shape", feature_shape, "a tuple of integers >= 1")
+    return _BUILDERS[name](shape, check_count("num_classes", num_classes, 2))

@@ -1,0 +1,102 @@
+"""The main job: train private and non-private models, write ``runs/<id>/result.json``.
+
+``result.json`` is a contract (../shared/DESIGN.md): at least ``epsilon``, ``delta``,
+``test_accuracy``, ``baseline_accuracy``, ``audit_epsilon_lower_bound`` and ``report``. The audit
+and the HTML report come with their own issues; until then those two are null.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import secrets
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from deniable import __version__
+from deniable.accounting.calibrate import delta_warning
+from deniable.config import TrainConfig
+from deniable.data import load_dataset
+from deniable.errors import DeniableError
+from deniable.train.checkpoint import load_checkpoint
+from deniable.train.trainer import train_baseline, train_private
+
+Progress = Callable[[int, int], None]
+
+
+def new_run_dir(out: Path) -> Path:
+    """A fresh directory ``out/<timestamp>-<random>``."""
+    run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+    path = out / run_id
+    path.mkdir(parents=True, exist_ok=False)
+    return path
+
+
+def run(
+    config: TrainConfig,
+    *,
+    run_dir: Path | None = None,
+    baseline: bool = True,
+    progress: Progress | None = None,
+    warn: Callable[[str], None] = lambda message: None,
+) -> dict[str, object]:
+    """Train (resuming from ``run_dir``'s checkpoint when there is one) and write result.json."""
+    split = load_dataset(config.dataset, config.data_dir, seed=config.seed or 0)
+    units = len(split.train) if split.train.keys is None else len(set(split.train.keys.tolist()))
+    message = delta_warning(config.delta, units)
+    if message:
+        warn(message)
+    if run_dir is None:
+        run_dir = new_run_dir(config.out)
+    checkpoint = run_dir / "checkpoint.pt"
+    resume = checkpoint.exists()
+    if resume:
+        saved = load_checkpoint(checkpoint)["config"]
+        if saved != config.model_dump(mode="json"):
+            raise DeniableError(
+                f"{run_dir} was trained with a different config; resume it with the same one "
+                "or start a new run (its spent privacy stays recorded in the checkpoint)"
+            )
+    private = train_private(split, config, checkpoint=checkpoint, progress=progress)
+    eps = private.training.epsilon(config.delta, config.accountant)
+    result: dict[str, object] = {
+        "epsilon": eps.epsilon,
+        "delta": eps.delta,
+        "accountant": eps.accountant,
+        "relation": eps.relation.value,
+        "unit": private.training.tracker.unit,
+        "noise_multiplier": private.training.noise_multiplier,
+        "sample_rate": private.training.sample_rate,
+        "steps": private.training.steps_done,
+        "secure_noise": private.training.noise.secure,
+        "test_accuracy": private.test_accuracy,
+        "train_accuracy": private.train_accuracy,
+        "baseline_accuracy": None,
+        "baseline_train_accuracy": None,
+        "audit_epsilon_lower_bound": None,
+        "report": None,
+        "epsilon_curve": private.epsilon_curve,
+        "resumed": resume,
+        "dataset": {
+            "name": split.name,
+            "train_size": len(split.train),
+            "test_size": len(split.test),
+            "privacy_units": units,
+        },
+        "config": config.model_dump(mode="json"),
+        "versions": {
+            "deniable": __version__,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        },
+        "run_dir": str(run_dir),
+    }
+    if baseline:
+        _, test_acc, train_acc = train_baseline(split, config)
+        result["baseline_accuracy"] = test_acc
+        result["baseline_train_accuracy"] = train_acc
+    (run_dir / "result.json").write_text(json.dumps(result, indent=2))
+    return result

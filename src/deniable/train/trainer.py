@@ -1,0 +1,140 @@
+"""The trainer behind ``deniable train`` and ``deniable run``: one readable loop.
+
+It trains a private model with :func:`~deniable.train.private.make_private` and a non-private
+baseline with the same architecture, evaluates both on the test split, and records ε after every
+epoch from the privacy tracker (so the curve is what the accountant says about what ran).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from deniable.config import TrainConfig
+from deniable.data import ArrayDataset, Split
+from deniable.models import build_model
+from deniable.train.checkpoint import resume, save_checkpoint
+from deniable.train.private import PrivateTraining, make_private
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class PrivateOutcome:
+    """A finished private run."""
+
+    training: PrivateTraining
+    test_accuracy: float
+    train_accuracy: float
+    epsilon_curve: list[dict[str, float]] = field(default_factory=list)
+
+
+def _optimizer(model: nn.Module, config: TrainConfig, lr: float) -> torch.optim.Optimizer:
+    if config.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=lr)
+    return torch.optim.SGD(model.parameters(), lr=lr, momentum=config.momentum)
+
+
+def accuracy(model: nn.Module, data: ArrayDataset, batch_size: int = 1024) -> float:
+    """Fraction of ``data`` that ``model`` classifies correctly."""
+    x, y = data.to_tensors()
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for start in range(0, len(y), batch_size):
+            logits = model(x[start : start + batch_size])
+            correct += int((logits.argmax(dim=1) == y[start : start + batch_size]).sum())
+    return correct / len(y)
+
+
+def train_private(
+    split: Split,
+    config: TrainConfig,
+    *,
+    checkpoint: Path | None = None,
+    progress: Progress | None = None,
+) -> PrivateOutcome:
+    """DP-SGD on ``split.train`` as ``config`` says; ε recorded after every epoch."""
+    if config.seed is not None:
+        torch.manual_seed(config.seed)
+    model = build_model(config.model, split.feature_shape, split.num_classes)
+    optimizer = _optimizer(model, config, config.learning_rate)
+    x, y = split.train.to_tensors()
+    training = make_private(
+        model,
+        optimizer,
+        nn.functional.cross_entropy,
+        x,
+        y,
+        batch_size=config.batch_size,
+        max_grad_norm=config.max_grad_norm,
+        noise_multiplier=config.noise_multiplier,
+        target_epsilon=config.target_epsilon,
+        delta=config.delta,
+        epochs=config.epochs,
+        keys=split.train.keys,
+        fixed_size_batches=config.sampling == "fixed",
+        per_layer_clipping=config.per_layer_clipping,
+        microbatch_size=config.microbatch_size,
+        physical_batch_size=config.physical_batch_size,
+        seed=config.seed,
+    )
+    total = math.ceil(config.epochs / training.sample_rate)
+    per_epoch = training.steps_per_epoch
+    outcome = PrivateOutcome(training, 0.0, 0.0)
+    saved_config = config.model_dump(mode="json")
+    if checkpoint is not None and checkpoint.exists():
+        curve = resume(checkpoint, training).get("epsilon_curve", [])
+        assert isinstance(curve, list)
+        outcome.epsilon_curve = curve
+    remaining = total - training.steps_done
+    for batch in training.batches(steps=remaining) if remaining > 0 else ():
+        training.step(batch)
+        done = training.steps_done
+        if progress is not None:
+            progress(done, total)
+        if done % per_epoch == 0 or done == total:
+            eps = training.epsilon(config.delta, config.accountant)
+            outcome.epsilon_curve.append(
+                {"step": done, "epoch": done * training.sample_rate, "epsilon": eps.epsilon}
+            )
+        every = config.checkpoint_every
+        if checkpoint is not None and every and done % every == 0:
+            extra: dict[str, object] = {"epsilon_curve": outcome.epsilon_curve}
+            save_checkpoint(checkpoint, training, saved_config, extra)
+    if checkpoint is not None:
+        extra = {"epsilon_curve": outcome.epsilon_curve}
+        save_checkpoint(checkpoint, training, saved_config, extra)
+    outcome.test_accuracy = accuracy(model, split.test)
+    outcome.train_accuracy = accuracy(model, split.train)
+    return outcome
+
+
+def train_baseline(split: Split, config: TrainConfig) -> tuple[nn.Module, float, float]:
+    """The same model trained without privacy (shuffled minibatches, no clipping, no noise).
+
+    Returns (model, test accuracy, train accuracy).
+    """
+    if config.seed is not None:
+        torch.manual_seed(config.seed)
+    model = build_model(config.model, split.feature_shape, split.num_classes)
+    optimizer = _optimizer(model, config, config.baseline_learning_rate)
+    x, y = split.train.to_tensors()
+    rng = np.random.default_rng(config.seed)
+    epochs = math.ceil(config.baseline_epochs or config.epochs)
+    model.train()
+    for _ in range(epochs):
+        order = torch.as_tensor(rng.permutation(len(y)))
+        for start in range(0, len(y), config.batch_size):
+            idx = order[start : start + config.batch_size]
+            loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    return model, accuracy(model, split.test), accuracy(model, split.train)

@@ -1,0 +1,119 @@
+"""`deniable run` / `deniable train`: the result.json contract and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deniable.cli import main
+
+FAST = ["--model", "logreg", "--epochs", "2", "--batch-size", "64", "--quiet"]
+
+
+def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    try:
+        main(args)
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_run_json_contract(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(
+        ["run", *FAST, "--target-epsilon", "3", "--out", str(tmp_path), "--json"], capsys
+    )
+    assert code == 0, err
+    result = json.loads(out)
+    for key in (
+        "epsilon",
+        "delta",
+        "test_accuracy",
+        "baseline_accuracy",
+        "audit_epsilon_lower_bound",
+        "report",
+    ):
+        assert key in result
+    assert result["epsilon"] <= 3.0
+    assert result["unit"] == "example" and result["relation"] == "add_remove"
+    assert 0.0 <= result["test_accuracy"] <= 1.0
+    run_dir = Path(result["run_dir"])
+    assert json.loads((run_dir / "result.json").read_text())["epsilon"] == result["epsilon"]
+    assert (run_dir / "checkpoint.pt").exists()
+    curve = result["epsilon_curve"]
+    assert [p["epsilon"] for p in curve] == sorted(p["epsilon"] for p in curve)
+
+
+def _npz(tmp_path: Path, x: np.ndarray, y: np.ndarray) -> Path:
+    path = tmp_path / "data.npz"
+    np.savez(path, x=x, y=y)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("case", "needle"),
+    [
+        ("nan", "NaN"),
+        ("label", "label"),
+        ("missing", "nowhere.npz"),
+        ("empty", "0 examples"),
+    ],
+)
+def test_bad_data_gives_one_line(
+    case: str, needle: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(100, 3)).astype(np.float32)
+    y = rng.integers(0, 2, size=100)
+    if case == "nan":
+        x[5, 1] = np.nan
+    if case == "label":
+        y[3] = -1
+    if case == "empty":
+        x, y = x[:0], y[:0]
+    path = tmp_path / "nowhere.npz" if case == "missing" else _npz(tmp_path, x, y)
+    code, _, err = run(["run", *FAST, "--dataset", str(path), "--out", str(tmp_path)], capsys)
+    assert code != 0
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in err
+    assert needle.lower() in lines[0].lower(), lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--batch-size", "100000"], "batch_size"),
+        (["--target-epsilon", "0.000001", "--epochs", "50"], "epsilon"),
+        (["--noise-multiplier", "-1"], "noise_multiplier"),
+        (["--model", "resnet9000"], "model"),
+        (["--dataset", "imagenet"], "imagenet"),
+        (["--sampling", "shuffle"], "sampling"),
+    ],
+)
+def test_bad_settings_give_one_line(
+    args: list[str], needle: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(["run", *FAST, *args, "--out", str(tmp_path)], capsys)
+    assert code != 0
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), err
+    assert needle in lines[0], lines[0]
+
+
+def test_config_file_keys_are_validated(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('epochs = "many"\n')
+    code, _, err = run(["run", "--config", str(config), "--out", str(tmp_path)], capsys)
+    assert code != 0 and "epochs" in err and len(err.strip().splitlines()) == 1
+    config.write_text("epoch = 3\n")
+    code, _, err = run(["run", "--config", str(config), "--out", str(tmp_path)], capsys)
+    assert code != 0 and "epoch" in err
+
+
+def test_resume_requires_a_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(["train", *FAST, "--resume", str(tmp_path)], capsys)
+    assert code != 0 and "checkpoint" in err

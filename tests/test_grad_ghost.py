@@ -1,0 +1,309 @@
+"""Ghost norms and the ghost-clipped sum against vmap per-sample gradients."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as nnf
+
+from deniable.errors import GhostUnsupportedError, UnsupportedModuleError
+from deniable.grad import (
+    check_ghost_supported,
+    clip_and_sum,
+    ghost_clipped_sum,
+    ghost_norms,
+    per_sample_gradients,
+    per_sample_norms,
+)
+
+BATCH = 6
+
+
+def ce_sum(outputs: Tensor, targets: Tensor) -> Tensor:
+    return nnf.cross_entropy(outputs, targets, reduction="sum")
+
+
+def ce_seq(outputs: Tensor, targets: Tensor) -> Tensor:
+    """Token-level cross-entropy summed over a sequence: outputs (1, T, V), targets (1, T)."""
+    return nnf.cross_entropy(outputs.flatten(0, 1), targets.flatten(), reduction="sum")
+
+
+class MeanOver(nn.Module):
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.mean(self.dim)
+
+
+class Twice(nn.Module):
+    """One Linear applied twice: its gradient sums both calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shared = nn.Linear(4, 4)
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(torch.tanh(self.shared(torch.tanh(self.shared(x)))))
+
+
+def _x(*shape: int) -> Tensor:
+    return torch.randn(BATCH, *shape, dtype=torch.float64)
+
+
+def _y(classes: int = 3, *shape: int) -> Tensor:
+    return torch.randint(0, classes, (BATCH, *shape))
+
+
+Case = tuple[nn.Module, Tensor, Tensor, Callable[[Tensor, Tensor], Tensor]]
+
+
+def _case(name: str) -> Case:
+    torch.manual_seed(0)
+    loss = ce_sum
+    x, y = _x(5), _y()
+    if name == "linear_2d":
+        model: nn.Module = nn.Linear(5, 3)
+    elif name == "linear_seq_gram":  # T² = 16 ≤ d_in·d_out = 40
+        model, x, y, loss = nn.Linear(8, 5), _x(4, 8), _y(5, 4), ce_seq
+    elif name == "linear_seq_explicit":  # T² = 49 > d_in·d_out = 6
+        model, x, y, loss = nn.Linear(2, 3), _x(7, 2), _y(3, 7), ce_seq
+    elif name == "linear_4d":  # (B, 2, 3, d): steps are flattened
+        model, x = nn.Sequential(nn.Linear(5, 3), MeanOver(1), MeanOver(1)), _x(2, 3, 5)
+    elif name == "embedding_gram":  # T² = 25 ≤ V·d = 40
+        model = nn.Sequential(nn.Embedding(10, 4, padding_idx=1), MeanOver(1), nn.Linear(4, 3))
+        x = torch.randint(0, 10, (BATCH, 5))
+        x[:, :2] = torch.tensor([3, 3])  # repeated tokens in every example
+        x[0, 4] = 1
+    elif name == "embedding_explicit":  # T² = 64 > V·d = 6
+        model = nn.Sequential(nn.Embedding(3, 2), MeanOver(1), nn.Linear(2, 3))
+        x = torch.randint(0, 3, (BATCH, 8))
+    elif name == "layernorm":
+        model = nn.Sequential(nn.Linear(5, 6), nn.LayerNorm(6), nn.Linear(6, 3))
+    elif name == "layernorm_seq":
+        model = nn.Sequential(
+            nn.Linear(5, 6), nn.LayerNorm((4, 6)), nn.LayerNorm(6), MeanOver(1), nn.Linear(6, 3)
+        )
+        x = _x(4, 5)
+    elif name == "rmsnorm":
+        model, x = nn.Sequential(nn.RMSNorm(5), MeanOver(1), nn.Linear(5, 3)), _x(3, 5)
+    elif name == "groupnorm":
+        model = nn.Sequential(
+            nn.Conv2d(2, 4, 3, padding=1),
+            nn.GroupNorm(2, 4),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(64, 3),
+        )
+        x = _x(2, 4, 4)
+    elif name == "conv2d":
+        model = nn.Sequential(
+            nn.Conv2d(2, 4, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(4, 4, 2, padding="same", groups=2, padding_mode="reflect"),
+            nn.Conv2d(4, 2, 3, dilation=2, padding="valid", bias=False),
+            nn.Flatten(),
+            nn.Linear(8, 3),
+        )
+        x = _x(2, 11, 11)  # → 6×6 → 6×6 → 2×2
+    elif name == "conv1d":
+        model = nn.Sequential(
+            nn.Conv1d(3, 4, 3, stride=2, padding=2, padding_mode="circular"),
+            nn.Conv1d(4, 4, 3, groups=4),
+            nn.Flatten(),
+            nn.Linear(16, 3),
+        )
+        x = _x(3, 9)
+    elif name == "mlp":
+        model = nn.Sequential(
+            nn.Linear(5, 16),
+            nn.ReLU(),
+            nn.LayerNorm(16),
+            nn.Dropout(0.2),
+            nn.Linear(16, 16),
+            nn.Tanh(),
+            nn.Linear(16, 3),
+        )
+    elif name == "twice":
+        model, x = Twice(), _x(4)
+    else:
+        raise AssertionError(name)
+    return model.double().eval(), x, y, loss
+
+
+NORM_CASES = [
+    "linear_2d",
+    "linear_seq_gram",
+    "linear_seq_explicit",
+    "linear_4d",
+    "embedding_gram",
+    "embedding_explicit",
+    "layernorm",
+    "layernorm_seq",
+    "rmsnorm",
+    "groupnorm",
+    "conv2d",
+    "conv1d",
+    "mlp",
+    "twice",
+]
+
+
+@pytest.mark.parametrize("name", NORM_CASES)
+def test_ghost_norms_equal_vmap_norms(name: str) -> None:
+    model, x, y, loss = _case(name)
+    grads, _ = per_sample_gradients(model, loss, x, y)
+    got = ghost_norms(model, loss, x, y)
+    torch.testing.assert_close(got.norms, per_sample_norms(grads), atol=1e-5, rtol=1e-7)
+    assert set(got.layer_methods) == set(grads)
+
+
+@pytest.mark.parametrize(
+    ("name", "param", "method"),
+    [
+        ("linear_2d", "weight", "gram"),
+        ("linear_seq_gram", "weight", "gram"),
+        ("linear_seq_explicit", "weight", "explicit"),
+        ("linear_seq_explicit", "bias", "explicit"),
+        ("embedding_gram", "0.weight", "gram"),
+        ("embedding_explicit", "0.weight", "explicit"),
+    ],
+)
+def test_cost_based_choice_is_exposed(name: str, param: str, method: str) -> None:
+    model, x, y, loss = _case(name)
+    assert ghost_norms(model, loss, x, y).layer_methods[param] == method
+
+
+@pytest.mark.parametrize("name", ["mlp", "conv2d", "embedding_gram", "linear_seq_gram", "twice"])
+def test_ghost_clipped_sum_equals_clip_and_sum_of_vmap_grads(name: str) -> None:
+    model, x, y, loss = _case(name)
+    grads, _ = per_sample_gradients(model, loss, x, y)
+    norms = per_sample_norms(grads)
+    ordered = norms.sort().values
+    bound = float(ordered[2:4].mean())  # half the examples clipped, none near the bound
+    want = clip_and_sum(grads, bound)
+    got = ghost_clipped_sum(model, loss, x, y, bound)
+    assert got.summed.keys() == want.summed.keys()
+    for n in want.summed:
+        torch.testing.assert_close(got.summed[n], want.summed[n], atol=1e-8, rtol=1e-6, msg=n)
+    assert got.clipped_fraction == want.clipped_fraction
+    assert got.sensitivity == bound
+    losses = torch.stack([loss(model(x[i : i + 1]), y[i : i + 1]) for i in range(BATCH)])
+    torch.testing.assert_close(got.losses, losses.detach())
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_frozen_parameters_are_left_out() -> None:
+    model, x, y, loss = _case("mlp")
+    model[0].requires_grad_(False)
+    model[2].weight.requires_grad_(False)
+    grads, _ = per_sample_gradients(model, loss, x, y)
+    got = ghost_clipped_sum(model, loss, x, y, 0.5)
+    assert set(got.summed) == set(grads) == set(got.layer_methods)
+    want = clip_and_sum(grads, 0.5)
+    for n in want.summed:
+        torch.testing.assert_close(got.summed[n], want.summed[n])
+
+
+def test_float32_norms_within_1e5() -> None:
+    model, x, y, loss = _case("linear_seq_gram")
+    model, x = model.float(), x.float()
+    grads, _ = per_sample_gradients(model, loss, x, y)
+    torch.testing.assert_close(
+        ghost_norms(model, loss, x, y).norms, per_sample_norms(grads), atol=1e-5, rtol=1e-5
+    )
+
+
+class Attention(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.attn = nn.MultiheadAttention(4, 2, batch_first=True)
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.attn(x, x, x)[0].mean(1))
+
+
+class Positional(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.pos = nn.Parameter(torch.zeros(3, 4))
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head((x + self.pos).mean(1))
+
+
+class Tied(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(6, 4)
+        self.out = nn.Linear(4, 6, bias=False)
+        self.out.weight = self.embed.weight
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.out(self.embed(x).mean(1))
+
+
+@pytest.mark.parametrize(
+    ("model", "named"),
+    [
+        (Attention(), "`attn` (MultiheadAttention)"),
+        (nn.Sequential(nn.LSTM(4, 3, batch_first=True)), "`0` (LSTM)"),
+        (Positional(), "`<root>` (Positional)"),
+        (Tied(), "out.weight is tied to embed.weight"),
+        (nn.Sequential(nn.Embedding(5, 3, scale_grad_by_freq=True)), "scale_grad_by_freq"),
+    ],
+)
+def test_layers_without_a_rule_are_named(model: nn.Module, named: str) -> None:
+    with pytest.raises(GhostUnsupportedError, match="vmap") as info:
+        check_ghost_supported(model)
+    assert named in str(info.value)
+    assert "\n" not in str(info.value)
+    assert isinstance(info.value, UnsupportedModuleError)
+
+
+def test_subclass_overriding_forward_has_no_rule() -> None:
+    class Doubled(nn.Linear):
+        def forward(self, x: Tensor) -> Tensor:
+            return 2 * super().forward(x)
+
+    with pytest.raises(GhostUnsupportedError, match="overrides Linear.forward"):
+        check_ghost_supported(nn.Sequential(Doubled(3, 2)))
+
+
+def test_in_place_change_of_a_layer_output_is_refused() -> None:
+    model = nn.Sequential(nn.Linear(5, 4), nn.ReLU(inplace=True), nn.Linear(4, 3)).double()
+    with pytest.raises(GhostUnsupportedError, match="`0`.*in place"):
+        ghost_norms(model, ce_sum, _x(5), _y())
+
+
+def test_layer_seeing_a_reshaped_batch_is_refused() -> None:
+    class Folded(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.proj = nn.Linear(4, 3)
+
+        def forward(self, x: Tensor) -> Tensor:
+            return self.proj(x.flatten(0, 1)).view(x.shape[0], -1, 3).mean(1)
+
+    with pytest.raises(GhostUnsupportedError, match="batch-first.*`proj`"):
+        ghost_norms(Folded().double(), ce_sum, _x(2, 4), _y())
+
+
+def test_train_mode_dropout_uses_one_mask_for_both_passes() -> None:
+    """With weights all 1 (C huge), the clipped sum is the ordinary batch gradient."""
+    model, x, y, loss = _case("mlp")
+    model.train()
+    torch.manual_seed(5)
+    got = ghost_clipped_sum(model, loss, x, y, 1e9)
+    torch.manual_seed(5)
+    loss(model(x), y).backward()
+    for n, p in model.named_parameters():
+        assert p.grad is not None
+        torch.testing.assert_close(got.summed[n], p.grad, msg=n)
