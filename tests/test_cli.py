@@ -23,8 +23,18 @@ def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
 
 def test_account_json_contract(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(
-        ["account", "--sample-rate", "0.01", "--noise-multiplier", "1.0", "--steps", "1000",
-         "--delta", "1e-5", "--json"],
+        [
+            "account",
+            "--sample-rate",
+            "0.01",
+            "--noise-multiplier",
+            "1.0",
+            "--steps",
+            "1000",
+            "--delta",
+            "1e-5",
+            "--json",
+        ],
         capsys,
     )
     assert code == 0
@@ -37,8 +47,17 @@ def test_account_json_contract(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_account_table_shows_every_accountant(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(
-        ["account", "--sample-rate", "0.01", "--noise-multiplier", "1.0", "--steps", "100",
-         "--accountant", "all"],
+        [
+            "account",
+            "--sample-rate",
+            "0.01",
+            "--noise-multiplier",
+            "1.0",
+            "--steps",
+            "100",
+            "--accountant",
+            "all",
+        ],
         capsys,
     )
     assert code == 0
@@ -53,8 +72,16 @@ def test_account_phases_compose(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0
     two_phases = json.loads(out)["epsilon"]
     code, out, _ = run(
-        ["account", "--sample-rate", "0.01", "--noise-multiplier", "1.0", "--steps", "1000",
-         "--json"],
+        [
+            "account",
+            "--sample-rate",
+            "0.01",
+            "--noise-multiplier",
+            "1.0",
+            "--steps",
+            "1000",
+            "--json",
+        ],
         capsys,
     )
     assert abs(json.loads(out)["epsilon"] - two_phases) < 1e-9
@@ -62,8 +89,18 @@ def test_account_phases_compose(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_calibrate_json_contract(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(
-        ["calibrate", "--target-epsilon", "2", "--delta", "1e-5", "--sample-rate", "0.01",
-         "--steps", "500", "--json"],
+        [
+            "calibrate",
+            "--target-epsilon",
+            "2",
+            "--delta",
+            "1e-5",
+            "--sample-rate",
+            "0.01",
+            "--steps",
+            "500",
+            "--json",
+        ],
         capsys,
     )
     assert code == 0
@@ -74,8 +111,20 @@ def test_calibrate_json_contract(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_delta_warning_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(
-        ["account", "--sample-rate", "0.1", "--noise-multiplier", "1.0", "--steps", "10",
-         "--delta", "0.01", "--dataset-size", "500", "--json"],
+        [
+            "account",
+            "--sample-rate",
+            "0.1",
+            "--noise-multiplier",
+            "1.0",
+            "--steps",
+            "10",
+            "--delta",
+            "0.01",
+            "--dataset-size",
+            "500",
+            "--json",
+        ],
         capsys,
     )
     assert code == 0
@@ -86,24 +135,64 @@ def test_delta_warning_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["account", "--sample-rate", "2", "--noise-multiplier", "1", "--steps", "10"],
-         "sample_rate"),
-        (["account", "--sample-rate", "0.1", "--noise-multiplier", "0", "--steps", "10"],
-         "sigma"),
-        (["account", "--sample-rate", "0.1", "--noise-multiplier", "1", "--steps", "0"],
-         "steps"),
-        (["account", "--sample-rate", "0.1", "--noise-multiplier", "1", "--steps", "10",
-          "--delta", "1"], "delta"),
-        (["account", "--sample-rate", "nan", "--noise-multiplier", "1", "--steps", "10"],
-         "sample_rate"),
+        (
+            ["account", "--sample-rate", "2", "--noise-multiplier", "1", "--steps", "10"],
+            "sample_rate",
+        ),
+        (["account", "--sample-rate", "0.1", "--noise-multiplier", "0", "--steps", "10"], "sigma"),
+        (["account", "--sample-rate", "0.1", "--noise-multiplier", "1", "--steps", "0"], "steps"),
+        (
+            [
+                "account",
+                "--sample-rate",
+                "0.1",
+                "--noise-multiplier",
+                "1",
+                "--steps",
+                "10",
+                "--delta",
+                "1",
+            ],
+            "delta",
+        ),
+        (
+            ["account", "--sample-rate", "nan", "--noise-multiplier", "1", "--steps", "10"],
+            "sample_rate",
+        ),
         (["account", "--sample-rate", "0.1"], "--noise-multiplier"),
         (["account", "--phase", "0.1:1"], "--phase"),
-        (["account", "--sample-rate", "0.1", "--noise-multiplier", "1", "--steps", "10",
-          "--accountant", "magic"], "--accountant"),
-        (["account", "--sample-rate", "0.1", "--noise-multiplier", "1", "--steps", "10",
-          "--relation", "swap"], "--relation"),
-        (["calibrate", "--target-epsilon", "-1", "--sample-rate", "0.1", "--steps", "10"],
-         "target_epsilon"),
+        (
+            [
+                "account",
+                "--sample-rate",
+                "0.1",
+                "--noise-multiplier",
+                "1",
+                "--steps",
+                "10",
+                "--accountant",
+                "magic",
+            ],
+            "--accountant",
+        ),
+        (
+            [
+                "account",
+                "--sample-rate",
+                "0.1",
+                "--noise-multiplier",
+                "1",
+                "--steps",
+                "10",
+                "--relation",
+                "swap",
+            ],
+            "--relation",
+        ),
+        (
+            ["calibrate", "--target-epsilon", "-1", "--sample-rate", "0.1", "--steps", "10"],
+            "target_epsilon",
+        ),
         (["calibrate", "--target-epsilon", "1", "--sample-rate", "0.1"], "--steps"),
         (["account", "--bogus"], "bogus"),
     ],
@@ -122,8 +211,18 @@ def test_user_errors_are_one_line(
 
 def test_entry_point_runs_as_a_program() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "deniable", "account", "--sample-rate", "0.5",
-         "--noise-multiplier", "-1", "--steps", "3"],
+        [
+            sys.executable,
+            "-m",
+            "deniable",
+            "account",
+            "--sample-rate",
+            "0.5",
+            "--noise-multiplier",
+            "-1",
+            "--steps",
+            "3",
+        ],
         capture_output=True,
         text=True,
         check=False,

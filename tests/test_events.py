@@ -55,7 +55,10 @@ def test_events_serialise_to_json() -> None:
     data = json.loads(json.dumps(event.to_dict()))
     assert data["type"] == "SelfComposedEvent"
     assert data["event"]["event"] == {
-        "type": "GaussianEvent", "sigma": 1.1, "sensitivity": 1.0, "replace_one_sensitivity": None
+        "type": "GaussianEvent",
+        "sigma": 1.1,
+        "sensitivity": 1.0,
+        "replace_one_sensitivity": None,
     }
     composed = ComposedEvent([GaussianEvent(1.0), LaplaceEvent(2.0)]).to_dict()
     assert [e["type"] for e in composed["events"]] == ["GaussianEvent", "LaplaceEvent"]

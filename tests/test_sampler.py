@@ -20,9 +20,10 @@ def test_poisson_batch_sizes_are_binomial() -> None:
     assert (sizes == 0).any() or stats.binom.pmf(0, n, q) * draws < 1
     edges = np.arange(0, 22)
     observed = np.array([(sizes == k).sum() for k in edges[:-1]] + [(sizes >= 21).sum()])
-    expected = np.array(
-        [stats.binom.pmf(k, n, q) for k in edges[:-1]] + [stats.binom.sf(20, n, q)]
-    ) * draws
+    expected = (
+        np.array([stats.binom.pmf(k, n, q) for k in edges[:-1]] + [stats.binom.sf(20, n, q)])
+        * draws
+    )
     keep = expected >= 5
     obs = np.append(observed[keep], observed[~keep].sum())
     exp = np.append(expected[keep], expected[~keep].sum())
