@@ -273,13 +273,13 @@ def test_subclass_overriding_forward_has_no_rule() -> None:
         def forward(self, x: Tensor) -> Tensor:
             return 2 * super().forward(x)
 
-    with pytest.raises(GhostUnsupportedError, match="overrides Linear.forward"):
+    with pytest.raises(GhostUnsupportedError, match=r"overrides Linear\.forward"):
         check_ghost_supported(nn.Sequential(Doubled(3, 2)))
 
 
 def test_in_place_change_of_a_layer_output_is_refused() -> None:
     model = nn.Sequential(nn.Linear(5, 4), nn.ReLU(inplace=True), nn.Linear(4, 3)).double()
-    with pytest.raises(GhostUnsupportedError, match="`0`.*in place"):
+    with pytest.raises(GhostUnsupportedError, match=r"`0`.*in place"):
         ghost_norms(model, ce_sum, _x(5), _y())
 
 
@@ -292,7 +292,7 @@ def test_layer_seeing_a_reshaped_batch_is_refused() -> None:
         def forward(self, x: Tensor) -> Tensor:
             return self.proj(x.flatten(0, 1)).view(x.shape[0], -1, 3).mean(1)
 
-    with pytest.raises(GhostUnsupportedError, match="batch-first.*`proj`"):
+    with pytest.raises(GhostUnsupportedError, match=r"batch-first.*`proj`"):
         ghost_norms(Folded().double(), ce_sum, _x(2, 4), _y())
 
 
@@ -307,3 +307,24 @@ def test_train_mode_dropout_uses_one_mask_for_both_passes() -> None:
     for n, p in model.named_parameters():
         assert p.grad is not None
         torch.testing.assert_close(got.summed[n], p.grad, msg=n)
+
+
+def test_layer_never_called_contributes_zero() -> None:
+    class Spare(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.used = nn.Linear(5, 3)
+            self.spare = nn.Linear(5, 3)
+
+        def forward(self, x: Tensor) -> Tensor:
+            return self.used(x)
+
+    torch.manual_seed(6)
+    model, x, y = Spare().double(), _x(5), _y()
+    grads, _ = per_sample_gradients(model, ce_sum, x, y)
+    got = ghost_clipped_sum(model, ce_sum, x, y, 0.3)
+    torch.testing.assert_close(got.norms, per_sample_norms(grads))
+    assert torch.equal(got.summed["spare.weight"], torch.zeros(3, 5, dtype=torch.float64))
+    torch.testing.assert_close(
+        got.summed["used.bias"], clip_and_sum(grads, 0.3).summed["used.bias"]
+    )

@@ -352,3 +352,23 @@ def test_bad_batches_are_refused() -> None:
         per_sample_gradients(model, loss_fn, x, y, keys=torch.zeros(BATCH))
     with pytest.raises(DeniableError, match="trainable"):
         per_sample_gradients(model.requires_grad_(False), loss_fn, x, y)
+
+
+def test_model_vmap_cannot_run_falls_back_to_the_loop(caplog: pytest.LogCaptureFixture) -> None:
+    class DataDependent(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.proj = nn.Linear(4, 3)
+
+        def forward(self, x: Tensor) -> Tensor:
+            steps = int(x.abs().sum() > 1) + 1  # Python control flow on a value: vmap refuses
+            return self.proj(x) * steps
+
+    torch.manual_seed(4)
+    model = DataDependent().double()
+    x, y = torch.randn(BATCH, 4, dtype=torch.float64), _classes()
+    result = compute_per_sample(model, ce_sum, x, y)
+    assert result.method == "loop"
+    assert "per-example loop" in caplog.text
+    _assert_close(result.grads, reference_grads(model, ce_sum, x, y))
+    assert compute_per_sample(model, ce_sum, x, y).method == "loop"

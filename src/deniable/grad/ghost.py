@@ -182,7 +182,11 @@ def _first_pass(
     for layer, call in calls:
         _check_call(layer, call, batch)
     outs = [call.output for _, call in calls]
-    backs = torch.autograd.grad(losses.sum(), outs, retain_graph=True, allow_unused=True)
+    backs = (
+        torch.autograd.grad(losses.sum(), outs, retain_graph=True, allow_unused=True)
+        if outs
+        else ()
+    )
     grads_of = {
         id(call): (torch.zeros_like(o) if g is None else g.detach())
         for (_, call), o, g in zip(calls, outs, backs, strict=True)

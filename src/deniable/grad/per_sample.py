@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -64,9 +65,16 @@ class PerSampleResult:
     method: Method
 
 
+# Models whose vmap failed once: later calls go straight to the loop (and warn only once).
+_vmap_failed: weakref.WeakSet[nn.Module] = weakref.WeakSet()
+
+
 def per_sample_method(model: nn.Module) -> Method:
-    """The path :func:`compute_per_sample` tries first: "loop" if ``model`` has RNN modules."""
-    return "loop" if _vmap_blockers(model) else "vmap"
+    """The path :func:`compute_per_sample` tries first for ``model``.
+
+    "loop" if it has RNN modules or its vmap has failed before, else "vmap".
+    """
+    return "loop" if model in _vmap_failed or _vmap_blockers(model) else "vmap"
 
 
 def _vmap_blockers(model: nn.Module) -> list[str]:
@@ -117,11 +125,15 @@ def compute_per_sample(
         try:
             grads, losses = _vmap_grads(model, loss_fn, inputs, targets, chunk_size)
         except (RuntimeError, NotImplementedError) as error:
-            logger.warning("vmap per-sample gradients failed (%s); using a per-example loop", error)
+            logger.warning(
+                "vmap per-sample gradients failed (%s); using a per-example loop for this model",
+                error,
+            )
+            _vmap_failed.add(model)
             method = "loop"
     else:
-        blockers = ", ".join(_vmap_blockers(model))
-        logger.info("per-sample gradients by a per-example loop: vmap cannot batch %s", blockers)
+        blockers = ", ".join(_vmap_blockers(model)) or "(vmap failed before)"
+        logger.debug("per-sample gradients by a per-example loop: vmap cannot batch %s", blockers)
     if method == "loop":
         grads, losses = _loop_grads(model, loss_fn, inputs, targets, trainable)
     if keys is None:

@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 from deniable.models.activations import ACTIVATIONS, TemperedSigmoid
-from deniable.models.cnn import SmallCNN, TemperedSigmoidCNN
+from deniable.models.cnn import PapernotCNN, SmallCNN, TemperedSigmoidCNN
 from deniable.models.linear import LogisticRegression
 from deniable.models.mlp import MLP
 from deniable.models.registry import MODELS, build_model
@@ -19,6 +19,7 @@ __all__ = [
     "ACTIVATIONS",
     "MLP",
     "MODELS",
+    "PapernotCNN",
     "LogisticRegression",
     "SmallCNN",
     "TemperedSigmoid",

@@ -104,3 +104,49 @@ def _image_size(image_size: int | tuple[int, int]) -> tuple[int, int]:
             "image_size", image_size, "an integer >= 4 or a (height, width) pair of them"
         )
     return (pair[0], pair[1])
+
+
+class PapernotCNN(nn.Module):
+    """The MNIST/Fashion-MNIST CNN of Papernot et al. (2021), Table 1, with tempered sigmoids.
+
+    Conv(16, 8×8, stride 2, padding 3) → act → MaxPool(2, stride 1) → Conv(32, 4×4, stride 2)
+    → act → MaxPool(2, stride 1) → Linear(32) → act → Linear(classes). The strided
+    convolutions make it about ten times cheaper than :class:`SmallCNN` on 28×28 images; with
+    tanh it reaches 98.1 % on MNIST at ε = 2.93 in the paper. Needs images of at least 16×16.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        image_size: int | tuple[int, int],
+        *,
+        scale: float = 2.0,
+        temperature: float = 2.0,
+        offset: float = 1.0,
+    ) -> None:
+        super().__init__()
+        height, width = _image_size(image_size)
+        if min(height, width) < 16:
+            raise InvalidParameterError("image_size", image_size, "at least 16×16 for PapernotCNN")
+
+        def act() -> nn.Module:
+            return TemperedSigmoid(scale, temperature, offset)
+
+        self.features = nn.Sequential(
+            nn.Conv2d(check_count("in_channels", in_channels), 16, 8, stride=2, padding=3),
+            act(),
+            nn.MaxPool2d(2, 1),
+            nn.Conv2d(16, 32, 4, stride=2),
+            act(),
+            nn.MaxPool2d(2, 1),
+            nn.Flatten(),
+        )
+        with torch.no_grad():
+            flat = self.features(torch.zeros(1, in_channels, height, width)).shape[1]
+        self.classifier = nn.Sequential(
+            nn.Linear(flat, 32), act(), nn.Linear(32, check_count("num_classes", num_classes, 2))
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from torch import nn
 
 from deniable.errors import InvalidParameterError, check_count
-from deniable.models.cnn import SmallCNN, TemperedSigmoidCNN
+from deniable.models.cnn import PapernotCNN, SmallCNN, TemperedSigmoidCNN
 from deniable.models.linear import LogisticRegression
 from deniable.models.mlp import MLP
 
@@ -44,10 +44,16 @@ def _tanh_cnn(shape: Shape, num_classes: int) -> nn.Module:
     return TemperedSigmoidCNN(channels, num_classes, size)
 
 
+def _papernot_cnn(shape: Shape, num_classes: int) -> nn.Module:
+    channels, size = _image("papernot-cnn", shape)
+    return PapernotCNN(channels, num_classes, size)
+
+
 _BUILDERS: dict[str, Callable[[Shape, int], nn.Module]] = {
     "mlp": lambda shape, k: MLP(_flat(shape), k),
     "cnn": _cnn,
     "tanh-cnn": _tanh_cnn,
+    "papernot-cnn": _papernot_cnn,
     "logreg": lambda shape, k: LogisticRegression(_flat(shape), k),
 }
 

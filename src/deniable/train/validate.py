@@ -32,7 +32,7 @@ from typing import cast
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.instancenorm import _InstanceNorm
-from torch.nn.modules.lazy import LazyModuleMixin
+from torch.nn.parameter import is_lazy
 
 from deniable.errors import DeniableError, UnsupportedModuleError
 
@@ -183,7 +183,7 @@ def repair(model: nn.Module) -> Repair:
     lazy = [
         f"`{path or '<root>'}`"
         for path, m in model.named_modules()
-        if isinstance(m, LazyModuleMixin) and m.has_uninitialized_params()
+        if any(is_lazy(t) for t in [*m.parameters(recurse=False), *m.buffers(recurse=False)])
     ]
     if lazy:
         raise DeniableError(
