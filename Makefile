@@ -15,7 +15,7 @@ $(BIN)/deniable: pyproject.toml
 install: $(BIN)/deniable
 
 run: install
-	$(BIN)/deniable demo
+	$(BIN)/deniable run
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks

@@ -247,3 +247,31 @@ def test_realised_noise_matches_the_claimed_sigma_end_to_end() -> None:
     scale = lr * sigma * clip / batch
     assert stats.kstest(update, stats.norm(scale=scale).cdf).pvalue > 1e-3
     assert math.isclose(float(np.std(update)), scale, rel_tol=0.15)
+
+
+def test_ghost_and_per_sample_paths_release_the_same_gradient() -> None:
+    from deniable.grad.clip import clip_and_sum
+    from deniable.grad.per_sample import compute_per_sample
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.LayerNorm(16), nn.Linear(16, 3))
+    x = torch.randn(40, 6) * 3
+    y = torch.randint(0, 3, (40,))
+    grads, stats_ = noisy_gradient(
+        model,
+        nn.functional.cross_entropy,
+        x,
+        y,
+        torch.arange(40),
+        clipping=Clipping(0.5),
+        noise_multiplier=0.7,
+        expected_batch_units=32.0,
+        noise=NoiseSource(9),
+    )
+    assert stats_.method == "ghost"
+    per_sample = compute_per_sample(model, nn.functional.cross_entropy, x, y)
+    reference = clip_and_sum(per_sample.grads, 0.5)
+    noise = NoiseSource(9)
+    for name, value in reference.summed.items():
+        expected = (value + noise.gaussian_like(value, 0.7 * 0.5)) / 32.0
+        torch.testing.assert_close(grads[name], expected, atol=1e-5, rtol=1e-4)

@@ -24,8 +24,8 @@ class TrainConfig(BaseModel):
     data_dir: Path | None = None
     model: str = "mlp"
     epochs: float = Field(30.0, gt=0)
-    batch_size: int = Field(128, ge=1, description="expected units per batch (q·U)")
-    learning_rate: float = Field(1.0, gt=0)
+    batch_size: int = Field(256, ge=1, description="expected units per batch (q·U)")
+    learning_rate: float = Field(0.2, gt=0)
     optimizer: Literal["sgd", "adam"] = "sgd"
     momentum: float = Field(0.9, ge=0, lt=1)
     max_grad_norm: float = Field(1.0, gt=0)

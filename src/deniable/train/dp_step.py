@@ -25,9 +25,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from deniable.errors import InvalidParameterError, check_positive
+from deniable.errors import InvalidParameterError, UnsupportedModuleError, check_positive
 from deniable.events import GaussianEvent
-from deniable.grad.clip import clip_and_sum
+from deniable.grad.clip import ClipResult, clip_and_sum
+from deniable.grad.ghost import check_ghost_supported, ghost_clipped_sum
 from deniable.grad.per_sample import compute_per_sample
 from deniable.train.noise import NoiseSource
 
@@ -64,6 +65,7 @@ class StepStats:
     units: int
     clipped_fraction: float
     loss: float
+    method: str = "vmap"
 
 
 def noisy_gradient(
@@ -90,13 +92,24 @@ def noisy_gradient(
     unique = torch.unique(group)
     clipped = 0.0
     loss_total = 0.0
+    method = "vmap"
     for chunk in _chunks(unique, physical_batch_units):
         mask = torch.isin(group, chunk)
-        per_unit = compute_per_sample(
-            model, loss_fn, inputs[mask], targets[mask], keys=group[mask]
-        )
-        losses = per_unit.losses
-        result = clip_and_sum(per_unit.grads, clipping.max_grad_norm, per_layer=clipping.per_layer)
+        one_per_unit = int(mask.sum()) == chunk.numel()
+        result: ClipResult
+        if one_per_unit and not clipping.per_layer and ghost_pays_off(model):
+            ghost = ghost_clipped_sum(
+                model, loss_fn, inputs[mask], targets[mask], clipping.max_grad_norm
+            )
+            result, losses, method = ghost, ghost.losses, "ghost"
+        else:
+            per_unit = compute_per_sample(
+                model, loss_fn, inputs[mask], targets[mask], keys=group[mask]
+            )
+            losses, method = per_unit.losses, per_unit.method
+            result = clip_and_sum(
+                per_unit.grads, clipping.max_grad_norm, per_layer=clipping.per_layer
+            )
         for name, value in result.summed.items():
             summed[name] += value
         clipped += result.clipped_fraction * chunk.numel()
@@ -109,8 +122,25 @@ def noisy_gradient(
         for name, value in summed.items()
     }
     count = int(unique.numel())
-    stats = StepStats(count, clipped / count if count else 0.0, loss_total / max(1, len(inputs)))
+    mean_loss = loss_total / max(1, len(inputs))
+    stats = StepStats(count, clipped / count if count else 0.0, mean_loss, method)
     return out, stats
+
+
+def ghost_pays_off(model: nn.Module) -> bool:
+    """Ghost clipping when every trainable layer has a ghost rule and none is a convolution.
+
+    Measured on this CPU (benchmarks/RESULTS.md): ghost clipping is 1.8× faster than vmap on an
+    MLP but 2–8× slower on small CNNs, where unfolding costs more than per-sample gradients.
+    A per-layer cost model is the performance issue's work.
+    """
+    if any(isinstance(m, nn.Conv1d | nn.Conv2d | nn.Conv3d) for m in model.modules()):
+        return False
+    try:
+        check_ghost_supported(model)
+    except UnsupportedModuleError:
+        return False
+    return True
 
 
 def step_event(clipping: Clipping, noise_multiplier: float) -> GaussianEvent:
