@@ -26,13 +26,14 @@ FLAT_SHAPES = [(104,), (61,), (2, 3)]
 
 
 def test_names() -> None:
-    assert MODELS == ("mlp", "cnn", "tanh-cnn", "logreg")
+    assert MODELS == ("mlp", "cnn", "tanh-cnn", "papernot-cnn", "logreg")
 
 
 CASES = [
     (name, shape)
     for name in MODELS
     for shape in IMAGE_SHAPES + ([] if name.endswith("cnn") else FLAT_SHAPES)
+    if name != "papernot-cnn" or min(shape[1:]) >= 16  # its strided 8×8 kernel needs 16×16
 ]
 
 
@@ -87,8 +88,9 @@ def test_tempered_sigmoid_defaults_to_tanh_and_follows_its_formula() -> None:
 @pytest.mark.parametrize("name", MODELS)
 def test_per_sample_gradients_with_torch_func_match_a_loop(name: str) -> None:
     torch.manual_seed(1)
-    model = build_model(name, (1, 8, 8), 3)
-    x, y = torch.randn(3, 1, 8, 8), torch.tensor([0, 2, 1])
+    side = 16 if name == "papernot-cnn" else 8
+    model = build_model(name, (1, side, side), 3)
+    x, y = torch.randn(3, 1, side, side), torch.tensor([0, 2, 1])
     params = {k: v.detach() for k, v in model.named_parameters()}
 
     def loss(p: dict[str, torch.Tensor], xi: torch.Tensor, yi: torch.Tensor) -> torch.Tensor:
@@ -107,7 +109,7 @@ def test_per_sample_gradients_with_torch_func_match_a_loop(name: str) -> None:
 @pytest.mark.parametrize(
     ("build", "words"),
     [
-        (lambda: build_model("resnet", (1, 8, 8), 10), ["model", "mlp, cnn, tanh-cnn, logreg"]),
+        (lambda: build_model("resnet", (1, 8, 8), 10), ["model", "mlp, cnn, tanh-cnn, papernot-cnn, logreg"]),
         (lambda: build_model("cnn", (104,), 2), ["feature_shape", "(channels, height, width)"]),
         (lambda: build_model("mlp", (0, 3), 2), ["feature_shape"]),
         (lambda: build_model("mlp", (4,), 1), ["num_classes", ">= 2"]),
@@ -133,3 +135,15 @@ def test_models_flatten_so_logreg_and_mlp_accept_images() -> None:
     assert isinstance(model, LogisticRegression)
     assert model(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
     assert math.prod((1, 8, 8)) == model.linear.in_features
+
+
+def test_papernot_cnn_shapes_and_parameter_count() -> None:
+    import torch
+
+    model = build_model("papernot-cnn", (1, 28, 28), 10)
+    assert model(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
+    # Conv 1→16 (8×8) + conv 16→32 (4×4) + Linear 512→32 + Linear 32→10, with biases.
+    expected = (16 * 64 + 16) + (32 * 16 * 16 + 32) + (512 * 32 + 32) + (32 * 10 + 10)
+    assert sum(p.numel() for p in model.parameters()) == expected
+    with pytest.raises(InvalidParameterError):
+        build_model("papernot-cnn", (1, 8, 8), 10)
