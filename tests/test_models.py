@@ -109,7 +109,10 @@ def test_per_sample_gradients_with_torch_func_match_a_loop(name: str) -> None:
 @pytest.mark.parametrize(
     ("build", "words"),
     [
-        (lambda: build_model("resnet", (1, 8, 8), 10), ["model", "mlp, cnn, tanh-cnn, papernot-cnn, logreg"]),
+        (
+            lambda: build_model("resnet", (1, 8, 8), 10),
+            ["model", "mlp, cnn, tanh-cnn, papernot-cnn, logreg"],
+        ),
         (lambda: build_model("cnn", (104,), 2), ["feature_shape", "(channels, height, width)"]),
         (lambda: build_model("mlp", (0, 3), 2), ["feature_shape"]),
         (lambda: build_model("mlp", (4,), 1), ["num_classes", ">= 2"]),
