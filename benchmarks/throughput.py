@@ -1,0 +1,180 @@
+"""Throughput and peak memory of one training step: non-private vs deniable vs Opacus.
+
+Same model, same batch (256 by default), same machine, one run. Each (model, mode) runs in a fresh
+subprocess so its peak RSS (ru_maxrss) is its own. Modes:
+
+- ``nonprivate``: forward, backward, SGD step;
+- ``deniable``: our DP step (per-example clipping, noise once, expected-batch averaging; ghost
+  clipping where it pays off, vmap otherwise);
+- ``opacus_hooks`` / ``opacus_ghost``: Opacus 1.6's GradSampleModule (hooks) and ghost clipping
+  (bench-only dependency).
+
+Prints one JSON object with examples/s, peak RSS and the ratios (deniable / nonprivate,
+deniable / opacus). Models: ``mnist-cnn`` (the Papernot et al. CNN on 28×28) and ``transformer``
+(2-layer encoder, d=64, 4 heads, seq 32, vocabulary 1000, mean-pooled classifier).
+
+    .venv/bin/python benchmarks/throughput.py [--batch-size 256] [--steps 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
+import time
+
+import torch
+from torch import nn
+
+MODES = ("nonprivate", "deniable", "opacus_hooks", "opacus_ghost")
+MODELS = ("mnist-cnn", "transformer")
+
+
+class TinyTransformer(nn.Module):
+    def __init__(self, vocab: int = 1000, d: int = 64, heads: int = 4, layers: int = 2) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, d)
+        layer = nn.TransformerEncoderLayer(d, heads, 4 * d, dropout=0.0, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.head = nn.Linear(d, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(self.embed(x)).mean(dim=1))
+
+
+def build(name: str, batch: int) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    torch.manual_seed(0)
+    if name == "mnist-cnn":
+        from deniable.models import build_model
+
+        model = build_model("papernot-cnn", (1, 28, 28), 10)
+        return model, torch.randn(batch, 1, 28, 28), torch.randint(0, 10, (batch,))
+    model = TinyTransformer()
+    return model, torch.randint(0, 1000, (batch, 32)), torch.randint(0, 2, (batch,))
+
+
+def run_one(name: str, mode: str, batch: int, steps: int) -> dict[str, float | str]:
+    model, x, y = build(name, batch)
+    loss_fn = nn.functional.cross_entropy
+    step = _step_function(model, x, y, loss_fn, mode, batch)
+    step()  # warm-up (and torch.func / hook set-up)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    seconds = time.perf_counter() - start
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {
+        "model": name,
+        "mode": mode,
+        "examples_per_s": batch * steps / seconds,
+        "peak_rss_mb": peak_mb,
+    }
+
+
+def _step_function(model, x, y, loss_fn, mode, batch):  # type: ignore[no-untyped-def]
+    if mode == "nonprivate":
+        opt = torch.optim.SGD(model.parameters(), lr=0.01)
+
+        def step() -> None:
+            opt.zero_grad(set_to_none=True)
+            loss_fn(model(x), y).backward()
+            opt.step()
+
+        return step
+    if mode == "deniable":
+        from deniable.train.dp_step import Clipping, noisy_gradient
+        from deniable.train.noise import NoiseSource
+
+        opt = torch.optim.SGD(model.parameters(), lr=0.01)
+        noise = NoiseSource(0)
+        units = torch.arange(batch)
+
+        def step() -> None:
+            grads, _ = noisy_gradient(
+                model, loss_fn, x, y, units, clipping=Clipping(1.0), noise_multiplier=1.0,
+                expected_batch_units=float(batch), noise=noise,
+            )
+            for name, p in model.named_parameters():
+                p.grad = grads[name]
+            opt.step()
+
+        return step
+    from opacus import PrivacyEngine
+    from opacus.validators import ModuleValidator
+
+    model = ModuleValidator.fix(model)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=batch)
+    engine = PrivacyEngine()
+    ghost = mode == "opacus_ghost"
+    criterion = nn.CrossEntropyLoss()
+    made = engine.make_private(
+        module=model, optimizer=opt, data_loader=loader, noise_multiplier=1.0,
+        max_grad_norm=1.0, poisson_sampling=False,
+        grad_sample_mode="ghost" if ghost else "hooks",
+        **({"criterion": criterion} if ghost else {}),
+    )
+    private_model, private_opt = made[0], made[1]
+    private_loss = made[2] if ghost else criterion
+
+    def step() -> None:
+        private_opt.zero_grad(set_to_none=True)
+        loss = private_loss(private_model(x), y)
+        loss.backward()
+        private_opt.step()
+
+    return step
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--one", nargs=2, metavar=("MODEL", "MODE"))
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(run_one(args.one[0], args.one[1], args.batch_size, args.steps)))
+        return
+    rows = []
+    for name in MODELS:
+        for mode in MODES:
+            done = subprocess.run(
+                [sys.executable, __file__, "--one", name, mode,
+                 "--batch-size", str(args.batch_size), "--steps", str(args.steps)],
+                capture_output=True, text=True, check=False,
+            )
+            if done.returncode != 0:
+                error = (done.stderr.strip().splitlines() or ["failed"])[-1]
+                rows.append({"model": name, "mode": mode, "error": error})
+            else:
+                rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    ratios = {}
+    for name in MODELS:
+        by_mode = {r["mode"]: r for r in rows if r["model"] == name and "error" not in r}
+        ours = by_mode.get("deniable")
+        if ours is None:
+            continue
+        for other in ("nonprivate", "opacus_hooks", "opacus_ghost"):
+            if other in by_mode:
+                ratios[f"{name}: deniable/{other} speed"] = (
+                    ours["examples_per_s"] / by_mode[other]["examples_per_s"]
+                )
+                ratios[f"{name}: deniable/{other} memory"] = (
+                    ours["peak_rss_mb"] / by_mode[other]["peak_rss_mb"]
+                )
+    print(json.dumps({
+        "benchmark": "throughput",
+        "batch_size": args.batch_size,
+        "steps": args.steps,
+        "torch_threads": torch.get_num_threads(),
+        "machine": platform.machine(),
+        "rows": rows,
+        "ratios": ratios,
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
