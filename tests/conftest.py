@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from deniable.cli import main
+
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 
@@ -16,3 +18,14 @@ def accounting_reference() -> dict:
     if not path.exists():
         pytest.fail(f"missing {path}: the shared reference values must sit beside the repo")
     return json.loads(path.read_text())
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """Run the CLI in-process: (exit code, stdout, stderr)."""
+    try:
+        main(args)
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err

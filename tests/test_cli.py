@@ -8,17 +8,9 @@ import sys
 
 import pytest
 
-from deniable.cli import main
+from conftest import run_cli
 
-
-def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
+run = run_cli
 
 
 def test_account_json_contract(capsys: pytest.CaptureFixture[str]) -> None:

@@ -8,19 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deniable.cli import main
+from conftest import run_cli
 
 FAST = ["--model", "logreg", "--epochs", "2", "--batch-size", "64", "--quiet"]
 
 
-def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
+run = run_cli
 
 
 def test_run_json_contract(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -68,15 +68,30 @@ class UnitIndex:
         return np.nonzero(np.isin(self.unit_of_example, units))[0]
 
 
-class PoissonSampler:
+class _SeededSampler:
+    """A sampler's torch.Generator and the state a checkpoint keeps of it."""
+
+    def __init__(self, seed: int) -> None:
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def state_dict(self) -> dict[str, object]:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        generator_state = state["generator"]
+        assert isinstance(generator_state, torch.Tensor)
+        self.generator.set_state(generator_state)
+
+
+class PoissonSampler(_SeededSampler):
     """Poisson sampling of units with rate ``sample_rate``, from a seeded torch.Generator."""
 
     relation = Neighbouring.ADD_REMOVE
 
     def __init__(self, num_units: int, sample_rate: float, *, seed: int) -> None:
+        super().__init__(seed)
         self.num_units = check_count("num_units", num_units)
         self.sample_rate = check_probability("sample_rate", sample_rate)
-        self.generator = torch.Generator().manual_seed(seed)
 
     @property
     def expected_batch_units(self) -> float:
@@ -90,26 +105,18 @@ class PoissonSampler:
     def event(self, step: PrivacyEvent) -> PrivacyEvent:
         return PoissonSampledEvent(self.sample_rate, step)
 
-    def state_dict(self) -> dict[str, object]:
-        return {"generator": self.generator.get_state()}
 
-    def load_state_dict(self, state: dict[str, object]) -> None:
-        generator_state = state["generator"]
-        assert isinstance(generator_state, torch.Tensor)
-        self.generator.set_state(generator_state)
-
-
-class FixedSizeSampler:
+class FixedSizeSampler(_SeededSampler):
     """A uniformly random subset of exactly ``batch_units`` units per step."""
 
     relation = Neighbouring.REPLACE_ONE
 
     def __init__(self, num_units: int, batch_units: int, *, seed: int) -> None:
+        super().__init__(seed)
         self.num_units = check_count("num_units", num_units)
         self.batch_units = check_count("batch_units", batch_units)
         if batch_units > num_units:
             raise InvalidParameterError("batch_units", batch_units, f"<= {num_units} units")
-        self.generator = torch.Generator().manual_seed(seed)
 
     @property
     def sample_rate(self) -> float:
@@ -125,14 +132,6 @@ class FixedSizeSampler:
 
     def event(self, step: PrivacyEvent) -> PrivacyEvent:
         return SampledWithoutReplacementEvent(self.num_units, self.batch_units, step)
-
-    def state_dict(self) -> dict[str, object]:
-        return {"generator": self.generator.get_state()}
-
-    def load_state_dict(self, state: dict[str, object]) -> None:
-        generator_state = state["generator"]
-        assert isinstance(generator_state, torch.Tensor)
-        self.generator.set_state(generator_state)
 
 
 Sampler = PoissonSampler | FixedSizeSampler
