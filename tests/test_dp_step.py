@@ -17,7 +17,7 @@ from deniable.errors import DeniableError
 from deniable.events import GaussianEvent, PoissonSampledEvent, SelfComposedEvent
 from deniable.train.dp_step import Clipping, noisy_gradient, step_event
 from deniable.train.noise import NoiseSource
-from deniable.train.private import make_private
+from deniable.train.private import PrivateTraining, make_private
 
 
 def linear_sum_loss(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -117,13 +117,19 @@ def _data(n: int = 200, d: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
     return x, y
 
 
+def private_linear(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, **kwargs: object
+) -> PrivateTraining:
+    """make_private with SGD(lr=0.1) and cross-entropy, the set-up most tests here share."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    return make_private(model, optimizer, nn.functional.cross_entropy, x, y, **kwargs)  # type: ignore[arg-type]
+
+
 def test_recorded_events_are_what_the_accountant_is_given() -> None:
     x, y = _data()
     model = nn.Linear(4, 2)
-    private = make_private(
+    private = private_linear(
         model,
-        torch.optim.SGD(model.parameters(), lr=0.1),
-        nn.functional.cross_entropy,
         x,
         y,
         batch_size=20,
@@ -142,10 +148,8 @@ def test_recorded_events_are_what_the_accountant_is_given() -> None:
 def test_target_epsilon_is_reached_not_exceeded() -> None:
     x, y = _data()
     model = nn.Linear(4, 2)
-    private = make_private(
+    private = private_linear(
         model,
-        torch.optim.SGD(model.parameters(), lr=0.1),
-        nn.functional.cross_entropy,
         x,
         y,
         batch_size=20,
@@ -165,10 +169,8 @@ def test_user_level_units_and_fixed_size_batches() -> None:
     x, y = _data(120)
     keys = np.repeat(np.arange(30), 4)  # 30 users, 4 examples each
     model = nn.Linear(4, 2)
-    private = make_private(
+    private = private_linear(
         model,
-        torch.optim.SGD(model.parameters(), lr=0.1),
-        nn.functional.cross_entropy,
         x,
         y,
         batch_size=6,
@@ -190,10 +192,8 @@ def test_user_level_units_and_fixed_size_batches() -> None:
 def test_batches_must_come_in_order_from_the_sampler() -> None:
     x, y = _data()
     model = nn.Linear(4, 2)
-    private = make_private(
+    private = private_linear(
         model,
-        torch.optim.SGD(model.parameters(), lr=0.1),
-        nn.functional.cross_entropy,
         x,
         y,
         batch_size=20,
@@ -210,10 +210,8 @@ def test_batchnorm_models_are_refused() -> None:
     x, y = _data()
     model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Linear(8, 2))
     with pytest.raises(DeniableError, match="BatchNorm"):
-        make_private(
+        private_linear(
             model,
-            torch.optim.SGD(model.parameters(), lr=0.1),
-            nn.functional.cross_entropy,
             x,
             y,
             batch_size=20,
