@@ -11,15 +11,14 @@ import pytest
 from conftest import run_cli
 
 FAST = ["--model", "logreg", "--epochs", "2", "--batch-size", "64", "--quiet"]
+RUN = ["run", *FAST, "--no-audit"]
 
 
 run = run_cli
 
 
 def test_run_json_contract(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run(
-        ["run", *FAST, "--target-epsilon", "3", "--out", str(tmp_path), "--json"], capsys
-    )
+    code, out, err = run([*RUN, "--target-epsilon", "3", "--out", str(tmp_path), "--json"], capsys)
     assert code == 0, err
     result = json.loads(out)
     for key in (
@@ -69,7 +68,7 @@ def test_bad_data_gives_one_line(
     if case == "empty":
         x, y = x[:0], y[:0]
     path = tmp_path / "nowhere.npz" if case == "missing" else _npz(tmp_path, x, y)
-    code, _, err = run(["run", *FAST, "--dataset", str(path), "--out", str(tmp_path)], capsys)
+    code, _, err = run([*RUN, "--dataset", str(path), "--out", str(tmp_path)], capsys)
     assert code != 0
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in err
@@ -90,7 +89,7 @@ def test_bad_data_gives_one_line(
 def test_bad_settings_give_one_line(
     args: list[str], needle: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, _, err = run(["run", *FAST, *args, "--out", str(tmp_path)], capsys)
+    code, _, err = run([*RUN, *args, "--out", str(tmp_path)], capsys)
     assert code != 0
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:"), err

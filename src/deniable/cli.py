@@ -284,6 +284,7 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", help="No progress bar.")]
 def _train_and_report(
     cfg: TrainConfig, *, baseline: bool, run_dir: Path | None, as_json: bool, quiet: bool
 ) -> None:
+    """Train (and for ``run``: baseline and audit), then print the result."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from deniable.pipeline import run as run_pipeline
@@ -292,7 +293,9 @@ def _train_and_report(
         print(message, file=sys.stderr)
 
     if as_json or quiet:
-        result = run_pipeline(cfg, run_dir=run_dir, baseline=baseline, warn=warn)
+        result = run_pipeline(
+            cfg, run_dir=run_dir, baseline=baseline, audit_model=baseline, warn=warn
+        )
     else:
         columns = (TextColumn("DP-SGD"), BarColumn(), TextColumn("{task.completed}/{task.total}"))
         with Progress(*columns, TimeRemainingColumn(), console=console, transient=True) as bar:
@@ -302,7 +305,12 @@ def _train_and_report(
                 bar.update(task, completed=done, total=total)
 
             result = run_pipeline(
-                cfg, run_dir=run_dir, baseline=baseline, progress=progress, warn=warn
+                cfg,
+                run_dir=run_dir,
+                baseline=baseline,
+                audit_model=baseline,
+                progress=progress,
+                warn=warn,
             )
     if as_json:
         print(json.dumps(result))
@@ -320,6 +328,20 @@ def _train_and_report(
     table.add_row("test accuracy (private)", f"{result['test_accuracy']:.2%}")
     if result["baseline_accuracy"] is not None:
         table.add_row("test accuracy (non-private)", f"{result['baseline_accuracy']:.2%}")
+    audit = result.get("audit")
+    if isinstance(audit, dict):
+        private, plain = audit["private"], audit["non_private"]
+        table.add_row(
+            "audit: ε lower bound (DP-SGD)",
+            f"{private['bound']['epsilon']:.3f} at {audit['confidence']:.0%} confidence "
+            f"({private['canaries']} canaries, one run)",
+        )
+        if plain is not None:
+            table.add_row(
+                "audit: ε lower bound (no DP)", f"{plain['bound']['epsilon']:.3f} (same canaries)"
+            )
+        loss = audit["loss_attack_on_reported_model"]
+        table.add_row("LOSS attack on the model: AUC", f"{loss['auc']:.3f}")
     console.print(table)
 
 
@@ -340,14 +362,20 @@ def run_cmd(
     seed: SeedOpt = None,
     secure: SecureOpt = False,
     out: OutOpt = None,
+    audit: Annotated[
+        bool | None, typer.Option("--audit/--no-audit", help="Run the canary audit (default on).")
+    ] = None,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """The main job: train a private model and its non-private baseline, write result.json."""
+    """The main job: train a private model and its non-private baseline, audit, write
+    result.json."""
     cfg = _train_options(
         config, dataset, data_dir, model, epochs, batch_size, learning_rate, max_grad_norm,
         noise_multiplier, target_epsilon, delta, sampling, seed, secure, out,
     )
+    if audit is not None:
+        cfg = cfg.model_copy(update={"audit": audit})
     _train_and_report(cfg, baseline=True, run_dir=None, as_json=as_json, quiet=quiet)
 
 
@@ -395,6 +423,26 @@ def train(
         run_dir.mkdir(parents=True, exist_ok=True)
     target = resume if resume is not None else run_dir
     _train_and_report(cfg, baseline=False, run_dir=target, as_json=as_json, quiet=quiet)
+
+
+@app.command(name="audit")
+def audit_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="Folder of a finished run (runs/<id>).")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Audit a trained run: one-run canary ε lower bound and LOSS attack; updates result.json."""
+    from deniable.pipeline import audit_run
+
+    result = audit_run(run_dir)
+    audit = result["audit"]
+    if as_json:
+        print(json.dumps(audit))
+        return
+    assert isinstance(audit, dict)
+    console.print(
+        f"ε lower bound {audit['epsilon_lower_bound']:.3f} at {audit['confidence']:.0%} "
+        f"confidence (claimed ε = {result['epsilon']:.3f} at δ = {result['delta']:g})"
+    )
 
 
 @app.command()

@@ -42,6 +42,8 @@ class TrainConfig(BaseModel):
     baseline_learning_rate: float = Field(0.1, gt=0)
     out: Path = Path("runs")
     checkpoint_every: int = Field(0, ge=0, description="steps between checkpoints; 0 = at end")
+    audit: bool = True
+    audit_canaries: int = Field(1000, ge=2)
 
     @model_validator(mode="after")
     def _one_noise_source(self) -> TrainConfig:

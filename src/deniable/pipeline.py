@@ -40,6 +40,7 @@ def run(
     *,
     run_dir: Path | None = None,
     baseline: bool = True,
+    audit_model: bool = True,
     progress: Progress | None = None,
     warn: Callable[[str], None] = lambda message: None,
 ) -> dict[str, object]:
@@ -98,5 +99,34 @@ def run(
         _, test_acc, train_acc = train_baseline(split, config)
         result["baseline_accuracy"] = test_acc
         result["baseline_train_accuracy"] = train_acc
+    if audit_model and config.audit:
+        from deniable.auditing import audit
+
+        outcome = audit(
+            split, config, private.training.model, canaries=config.audit_canaries
+        )
+        result["audit_epsilon_lower_bound"] = outcome.epsilon_lower_bound
+        result["audit"] = outcome.to_dict()
     (run_dir / "result.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def audit_run(run_dir: Path) -> dict[str, object]:
+    """Audit a finished run again (its config, its checkpointed model); update result.json."""
+    from deniable.auditing import audit
+    from deniable.models import build_model
+
+    result_path = run_dir / "result.json"
+    if not result_path.exists():
+        raise DeniableError(f"{run_dir} has no result.json; give the folder of a finished run")
+    result = json.loads(result_path.read_text())
+    config = TrainConfig.model_validate(result["config"])
+    split = load_dataset(config.dataset, config.data_dir, seed=config.seed or 0)
+    state = load_checkpoint(run_dir / "checkpoint.pt")
+    model = build_model(config.model, split.feature_shape, split.num_classes)
+    model.load_state_dict(state["training"]["model"])  # type: ignore[index]
+    outcome = audit(split, config, model, canaries=config.audit_canaries)
+    result["audit_epsilon_lower_bound"] = outcome.epsilon_lower_bound
+    result["audit"] = outcome.to_dict()
+    result_path.write_text(json.dumps(result, indent=2))
     return result
