@@ -133,8 +133,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--one", nargs=2, metavar=("MODEL", "MODE"))
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.one:
         print(json.dumps(run_one(args.one[0], args.one[1], args.batch_size, args.steps)))
         return
@@ -142,7 +145,7 @@ def main() -> None:
     for name in MODELS:
         for mode in MODES:
             done = subprocess.run(
-                [sys.executable, __file__, "--one", name, mode,
+                [sys.executable, __file__, "--one", name, mode, "--threads", str(args.threads),
                  "--batch-size", str(args.batch_size), "--steps", str(args.steps)],
                 capture_output=True, text=True, check=False,
             )

@@ -51,7 +51,7 @@ def _npz(tmp_path: Path, x: np.ndarray, y: np.ndarray) -> Path:
     [
         ("nan", "NaN"),
         ("label", "label"),
-        ("missing", "nowhere.npz"),
+        ("missing", "does not exist"),
         ("empty", "0 examples"),
     ],
 )

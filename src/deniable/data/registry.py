@@ -14,7 +14,7 @@ from pathlib import Path
 
 from deniable.data.dataset import Split
 from deniable.data.digits import load_digits
-from deniable.data.errors import DataError
+from deniable.data.errors import DataError, MissingDataError
 from deniable.data.idx import load_mnist
 from deniable.data.image_folder import load_image_folder
 from deniable.data.npz import load_npz
@@ -52,6 +52,8 @@ def load_dataset(name: str, data_dir: Path | str | None = None, *, seed: int = 0
         return load_npz(path, seed=seed)
     if path.is_dir():
         return load_image_folder(path, seed=seed)
+    if path.suffix.lower() == ".npz" or len(path.parts) > 1:
+        raise MissingDataError(f"dataset file {path} does not exist: check the path or --data-dir")
     choices = ", ".join(DATASETS)
     raise DataError(
         f"unknown dataset {name!r}: use one of {choices}, or the path of a .npz file or an image "
