@@ -26,6 +26,12 @@ from deniable.train.trainer import train_baseline, train_private
 
 Progress = Callable[[int, int], None]
 
+PRIVACY_SCOPE = (
+    "epsilon covers the trained model (checkpoint.pt) and nothing else: the accuracies, the "
+    "non-private baseline and the audit are computed on the data without noise; they are "
+    "diagnostics for the data owner, not for release"
+)
+
 
 def new_run_dir(out: Path) -> Path:
     """A fresh directory ``out/<timestamp>-<random>``."""
@@ -80,6 +86,7 @@ def run(
         "audit_epsilon_lower_bound": None,
         "report": None,
         "epsilon_curve": private.epsilon_curve,
+        "privacy_scope": PRIVACY_SCOPE,
         "resumed": resume,
         "dataset": {
             "name": split.name,
