@@ -1,4 +1,10 @@
-"""Auditing: membership inference, canaries, and empirical ε lower bounds from attack scores."""
+"""Auditing: membership inference, canaries, and empirical ε lower bounds from attack scores.
+
+This package namespace re-exports the score-level parts, which import no torch (metrics,
+bounds). The parts that run models import torch and are used from their modules: ``signals``,
+``shadows``, ``mia`` (attacks), ``canaries`` and ``step_audit`` (white-box DP-SGD step audit with
+Dirac gradient canaries).
+"""
 
 from deniable.audit.bounds import (
     BonferroniThresholds,
