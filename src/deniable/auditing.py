@@ -58,6 +58,8 @@ class AuditOutcome:
     private: CanaryAudit
     non_private: CanaryAudit | None
     loss_attack: AttackMetrics
+    loss_scores: np.ndarray
+    loss_is_member: np.ndarray
 
     @property
     def epsilon_lower_bound(self) -> float:
@@ -85,13 +87,13 @@ def per_example_losses(model: nn.Module, data: ArrayDataset, batch_size: int = 1
     return torch.cat(out).numpy().astype(np.float64)
 
 
-def loss_attack_metrics(model: nn.Module, split: Split) -> AttackMetrics:
-    """LOSS attack (score = −loss) separating ``split.train`` from ``split.test``."""
+def loss_attack_scores(model: nn.Module, split: Split) -> tuple[np.ndarray, np.ndarray]:
+    """LOSS attack (score = −loss): scores and membership for ``split.train`` ∪ ``split.test``."""
     members = per_example_losses(model, split.train)
     others = per_example_losses(model, split.test)
     scores = -np.concatenate([members, others])
     labels = np.concatenate([np.ones(members.size, bool), np.zeros(others.size, bool)])
-    return attack_metrics(scores, labels)
+    return scores, labels
 
 
 def canary_audit(
@@ -128,4 +130,7 @@ def audit(
     )
     private_audit = canary_audit(split, config, canary_set, private=True)
     baseline_audit = canary_audit(split, config, canary_set, private=False) if non_private else None
-    return AuditOutcome(private_audit, baseline_audit, loss_attack_metrics(reported_model, split))
+    scores, is_member = loss_attack_scores(reported_model, split)
+    return AuditOutcome(
+        private_audit, baseline_audit, attack_metrics(scores, is_member), scores, is_member
+    )

@@ -342,6 +342,8 @@ def _train_and_report(
             )
         loss = audit["loss_attack_on_reported_model"]
         table.add_row("LOSS attack on the model: AUC", f"{loss['auc']:.3f}")
+    if result.get("report"):
+        table.add_row("report", str(result["report"]))
     console.print(table)
 
 
@@ -443,6 +445,16 @@ def audit_cmd(
         f"ε lower bound {audit['epsilon_lower_bound']:.3f} at {audit['confidence']:.0%} "
         f"confidence (claimed ε = {result['epsilon']:.3f} at δ = {result['delta']:g})"
     )
+
+
+@app.command(name="report")
+def report_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="Folder of a finished run (runs/<id>).")],
+) -> None:
+    """Render runs/<id>/report.html from its result.json."""
+    from deniable.report import report_command
+
+    print(report_command(run_dir))
 
 
 @app.command()

@@ -21,6 +21,7 @@ from deniable.accounting.calibrate import delta_warning
 from deniable.config import TrainConfig
 from deniable.data import load_dataset
 from deniable.errors import DeniableError
+from deniable.report import render_report
 from deniable.train.checkpoint import load_checkpoint
 from deniable.train.trainer import train_baseline, train_private
 
@@ -106,6 +107,7 @@ def run(
         _, test_acc, train_acc = train_baseline(split, config)
         result["baseline_accuracy"] = test_acc
         result["baseline_train_accuracy"] = train_acc
+    audit_scores = None
     if audit_model and config.audit:
         from deniable.auditing import audit
 
@@ -114,6 +116,9 @@ def run(
         )
         result["audit_epsilon_lower_bound"] = outcome.epsilon_lower_bound
         result["audit"] = outcome.to_dict()
+        audit_scores = {"scores": outcome.loss_scores, "is_member": outcome.loss_is_member}
+    result["report"] = str(run_dir / "report.html")
+    render_report(result, run_dir, audit_scores=audit_scores)
     (run_dir / "result.json").write_text(json.dumps(result, indent=2))
     return result
 
@@ -135,5 +140,8 @@ def audit_run(run_dir: Path) -> dict[str, object]:
     outcome = audit(split, config, model, canaries=config.audit_canaries)
     result["audit_epsilon_lower_bound"] = outcome.epsilon_lower_bound
     result["audit"] = outcome.to_dict()
+    audit_scores = {"scores": outcome.loss_scores, "is_member": outcome.loss_is_member}
+    result["report"] = str(run_dir / "report.html")
+    render_report(result, run_dir, audit_scores=audit_scores)
     result_path.write_text(json.dumps(result, indent=2))
     return result
