@@ -193,3 +193,8 @@ def test_vector_releases_use_only_their_proven_bounds() -> None:
     assert pld.delta(vector, 0.0) >= pld.delta(LaplaceEvent(scale=2.0, sensitivity=1.0), 0.0)
     with pytest.raises(UnsupportedEventError, match="rdp"):
         pld.epsilon(DiscreteGaussianEvent(2.0, 1, dimension=4), 1e-5)
+
+
+def test_an_empty_composition_spends_nothing() -> None:
+    assert pld.epsilon(ComposedEvent([]), 1e-5).epsilon == 0.0
+    assert pld.delta(ComposedEvent([]), 0.0) == 0.0

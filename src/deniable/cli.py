@@ -36,6 +36,12 @@ app = typer.Typer(
 )
 console = Console()
 
+
+def _register_subcommands() -> None:
+    from deniable.ledger.cli import app as ledger_app
+
+    app.add_typer(ledger_app, name="ledger")
+
 AccountantOpt = Annotated[
     str, typer.Option("--accountant", help="pld (tight), rdp or basic; 'all' for a table.")
 ]
@@ -469,6 +475,9 @@ def demo(as_json: JsonOpt = False) -> None:
 def version() -> None:
     """Print the version."""
     print(__version__)
+
+
+_register_subcommands()
 
 
 def main(argv: list[str] | None = None) -> None:

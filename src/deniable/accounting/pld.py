@@ -175,6 +175,8 @@ class ComposedPLD:
 
 def compose(parts: list[tuple[DiscretePLD, int]], tail_bound: float = TAIL_BOUND) -> ComposedPLD:
     """The distribution of the sum of independent losses, ``count`` copies of each part."""
+    if not parts:  # nothing released: all mass at loss 0
+        return ComposedPLD(np.zeros(1), np.ones(1), 0.0, 0.0)
     h = parts[0][0].interval
     if any(d.infinity_mass >= 1.0 for d, _ in parts):
         return ComposedPLD(np.zeros(1), np.zeros(1), 1.0, 0.0)
