@@ -21,6 +21,7 @@ from deniable.accounting.calibrate import delta_warning
 from deniable.config import TrainConfig
 from deniable.data import load_dataset
 from deniable.errors import DeniableError
+from deniable.evaluate import beyond_privacy_summary
 from deniable.report import render_report
 from deniable.train.checkpoint import load_checkpoint
 from deniable.train.trainer import train_baseline, train_private
@@ -104,9 +105,12 @@ def run(
         "run_dir": str(run_dir),
     }
     if baseline:
-        _, test_acc, train_acc = train_baseline(split, config)
+        baseline_model, test_acc, train_acc = train_baseline(split, config)
         result["baseline_accuracy"] = test_acc
         result["baseline_train_accuracy"] = train_acc
+        result["beyond_privacy"] = beyond_privacy_summary(
+            split, private.training.model, baseline_model, epsilon=eps.epsilon, delta=eps.delta
+        )
     audit_scores = None
     if audit_model and config.audit:
         from deniable.auditing import audit
