@@ -1,0 +1,171 @@
+"""Launch multi-process DP-SGD: ``torchrun`` / ``python -m deniable.distributed.train``, or
+:func:`run_worker` from ``torch.multiprocessing.spawn``.
+
+    torchrun --nproc-per-node 2 -m deniable.distributed.train --steps 50 --seed 0
+
+Each worker reads RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT (torchrun sets them), joins the
+run (:func:`~deniable.distributed.group.join` checks the ranks agree), trains a model on a
+registered dataset with :func:`~deniable.distributed.dp_sgd.make_distributed_private`, checks
+that all replicas are bit-identical, and rank 0 prints one JSON object with ``epsilon``,
+``delta``, ``accountant`` and ``test_accuracy``. Every error a user can cause (bad ranks, a world
+size mismatch, a refused step, a dead worker) ends the worker with one line on stderr and a
+non-zero exit code (2 for settings, 1 for a lost worker).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from deniable.data import load_dataset
+from deniable.distributed.dp_sgd import WorkerLostError, make_distributed_private, model_digest
+from deniable.distributed.group import Rendezvous, join
+from deniable.errors import DeniableError
+from deniable.models import build_model
+from deniable.train.trainer import accuracy
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """What every worker trains: the same on every rank (checked when the run starts)."""
+
+    dataset: str = "digits"
+    model: str = "mlp"
+    steps: int = 20
+    batch_size: int = 64
+    max_grad_norm: float = 1.0
+    noise_multiplier: float = 1.0
+    learning_rate: float = 0.5
+    delta: float = 1e-5
+    seed: int | None = None
+    physical_batch_size: int | None = None
+    verify_every: int = 10
+
+
+def run_worker(
+    rank: int,
+    world_size: int,
+    spec: TrainSpec,
+    master_addr: str = "127.0.0.1",
+    master_port: int = 29500,
+    timeout_s: float = 60.0,
+) -> dict[str, object] | None:
+    """Train as ``rank`` of ``world_size``; rank 0 returns the result, other ranks None.
+
+    The signature suits ``torch.multiprocessing.spawn(run_worker, args=(world_size, spec, …))``.
+    """
+    rendezvous = Rendezvous(rank, world_size, master_addr, master_port, timeout_s)
+    return train(rendezvous, spec)
+
+
+def train(rendezvous: Rendezvous, spec: TrainSpec) -> dict[str, object] | None:
+    """One worker's whole run; see the module docstring."""
+    torch.set_num_threads(1)  # W workers share the machine's cores
+    split = load_dataset(spec.dataset)
+    if spec.seed is not None:
+        torch.manual_seed(spec.seed)  # rank 0's initial weights are copied to every rank anyway
+    model = build_model(spec.model, split.feature_shape, split.num_classes)
+    optimizer = torch.optim.SGD(model.parameters(), lr=spec.learning_rate)
+    x, y = split.train.to_tensors()
+    with join(rendezvous) as group:
+        training = make_distributed_private(
+            model,
+            optimizer,
+            nn.functional.cross_entropy,
+            x,
+            y,
+            group=group,
+            batch_size=spec.batch_size,
+            max_grad_norm=spec.max_grad_norm,
+            noise_multiplier=spec.noise_multiplier,
+            physical_batch_size=spec.physical_batch_size,
+            seed=spec.seed,
+        )
+        for batch in training.batches(steps=spec.steps):
+            training.step(batch)
+            if spec.verify_every and training.steps_done % spec.verify_every == 0:
+                training.verify_replicas()
+        training.verify_replicas()
+        if not group.is_leader:
+            return None
+        spent = training.epsilon(spec.delta)
+        return {
+            "epsilon": spent.epsilon,
+            "delta": spent.delta,
+            "accountant": spent.accountant,
+            "relation": spent.relation.value,
+            "unit": training.tracker.unit,
+            "steps": training.tracker.steps,
+            "world_size": group.world_size,
+            "sample_rate": training.sample_rate,
+            "noise_multiplier": training.noise_multiplier,
+            "test_accuracy": accuracy(model, split.test),
+            "model_digest": model_digest(model),
+            "spec": asdict(spec),
+        }
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m deniable.distributed.train",
+        description="One worker of a multi-process DP-SGD run (launch W of them, e.g. torchrun).",
+    )
+    defaults = TrainSpec()
+    parser.add_argument("--dataset", default=defaults.dataset)
+    parser.add_argument("--model", default=defaults.model)
+    parser.add_argument("--steps", type=int, default=defaults.steps)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--max-grad-norm", type=float, default=defaults.max_grad_norm)
+    parser.add_argument("--noise-multiplier", type=float, default=defaults.noise_multiplier)
+    parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
+    parser.add_argument("--delta", type=float, default=defaults.delta)
+    parser.add_argument("--seed", type=int, default=None, help="omit for OS-seeded (secure) noise")
+    parser.add_argument("--physical-batch-size", type=int, default=None)
+    parser.add_argument("--verify-every", type=int, default=defaults.verify_every)
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for a peer")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point; rank 0 prints the result as one JSON line."""
+    args = _parser().parse_args(argv)
+    spec = TrainSpec(
+        dataset=args.dataset,
+        model=args.model,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        max_grad_norm=args.max_grad_norm,
+        noise_multiplier=args.noise_multiplier,
+        learning_rate=args.learning_rate,
+        delta=args.delta,
+        seed=args.seed,
+        physical_batch_size=args.physical_batch_size,
+        verify_every=args.verify_every,
+    )
+    rank = "?"
+    try:
+        rendezvous = Rendezvous.from_env(timeout_s=args.timeout)
+        rank = str(rendezvous.rank)
+        result = train(rendezvous, spec)
+    except WorkerLostError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+    except DeniableError as error:
+        print(f"error: rank {rank}: {error}", file=sys.stderr)
+        sys.exit(2)
+    except RuntimeError as error:  # a collective outside a step (setup) lost its peer
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        print(f"error: rank {rank}: the process group failed ({first})", file=sys.stderr)
+        sys.exit(1)
+    if result is not None:
+        print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

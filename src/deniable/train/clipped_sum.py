@@ -1,0 +1,144 @@
+"""The noiseless half of a DP-SGD step: Σ_u clip_C(g_u) over a batch's privacy units.
+
+:func:`clipped_sum` is the one place where per-unit gradients are computed (ghost clipping where it
+pays off, torch.func vmap otherwise), clipped and summed. The single-process step
+(:func:`deniable.train.dp_step.noisy_gradient`) noises its result; multi-process DP-SGD
+(:mod:`deniable.distributed`) adds the workers' sums and noises once. Its sensitivity is the
+clipping's (:attr:`Clipping.sensitivity`): C per unit for add/remove-one, 2C with microbatches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from deniable.errors import InvalidParameterError, UnsupportedModuleError, check_positive
+from deniable.grad.clip import ClipResult, clip_and_sum
+from deniable.grad.ghost import check_ghost_supported, ghost_clipped_sum
+from deniable.grad.per_sample import compute_per_sample
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Clipping:
+    """How contributions are bounded. ``microbatch_size`` groups examples i // size (a fixed
+    partition) and doubles the sensitivity; ``per_layer`` clips each parameter tensor to
+    C/sqrt(L), which keeps the total at most C."""
+
+    max_grad_norm: float
+    per_layer: bool = False
+    microbatch_size: int | None = None
+
+    def __post_init__(self) -> None:
+        check_positive("max_grad_norm", self.max_grad_norm)
+        if self.microbatch_size is not None and self.microbatch_size < 1:
+            raise InvalidParameterError("microbatch_size", self.microbatch_size, "an integer >= 1")
+
+    @property
+    def sensitivity(self) -> float:
+        """L2 sensitivity of the clipped sum to one privacy unit (add/remove-one)."""
+        if self.microbatch_size is not None and self.microbatch_size > 1:
+            return 2.0 * self.max_grad_norm
+        return self.max_grad_norm
+
+
+def ghost_pays_off(model: nn.Module) -> bool:
+    """Ghost clipping when every trainable layer has a ghost rule and none is a convolution.
+
+    Measured on this CPU (benchmarks/RESULTS.md): ghost clipping is 1.8× faster than vmap on an
+    MLP but 2–8× slower on small CNNs, where unfolding costs more than per-sample gradients.
+    A per-layer cost model is the performance issue's work.
+    """
+    if any(isinstance(m, nn.Conv1d | nn.Conv2d | nn.Conv3d) for m in model.modules()):
+        return False
+    try:
+        check_ghost_supported(model)
+    except UnsupportedModuleError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class ClippedSum:
+    """Σ_u clip_C(g_u) over some units, with the counts a step's statistics need.
+
+    Attributes:
+        summed: ``{name: param.shape}`` for every trainable parameter (zeros for no units).
+        units: number of clipping units summed (units, or microbatches with microbatching).
+        clipped_units: how many of them were scaled down.
+        loss_total: Σ of the per-example losses (to report a mean loss; not private).
+        examples: number of examples behind the units.
+        method: the per-sample path taken ("ghost", "vmap" or "loop"; "none" for no units).
+    """
+
+    summed: dict[str, torch.Tensor]
+    units: int
+    clipped_units: float
+    loss_total: float
+    examples: int
+    method: str
+
+
+def clipping_groups(units: torch.Tensor, clipping: Clipping) -> torch.Tensor:
+    """The clipping unit of each example: its privacy unit, or its microbatch ``unit // size``."""
+    return units if clipping.microbatch_size is None else units // clipping.microbatch_size
+
+
+def clipped_sum(
+    model: nn.Module,
+    loss_fn: LossFn,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    units: torch.Tensor,
+    *,
+    clipping: Clipping,
+    physical_batch_units: int | None = None,
+) -> ClippedSum:
+    """Clip each unit's whole gradient to ``clipping.max_grad_norm`` and sum; no noise.
+
+    ``units`` gives each example's privacy unit. The units are processed in chunks of at most
+    ``physical_batch_units`` (all examples of a unit in the same chunk), which changes memory,
+    never the result. Raises :class:`~deniable.errors.DeniableError` if a unit's gradient norm is
+    not finite.
+    """
+    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    summed = {n: torch.zeros_like(p) for n, p in params.items()}
+    group = clipping_groups(units, clipping)
+    unique = torch.unique(group)
+    clipped = 0.0
+    loss_total = 0.0
+    method = "none"
+    for chunk in _chunks(unique, physical_batch_units):
+        mask = torch.isin(group, chunk)
+        one_per_unit = int(mask.sum()) == chunk.numel()
+        result: ClipResult
+        if one_per_unit and not clipping.per_layer and ghost_pays_off(model):
+            ghost = ghost_clipped_sum(
+                model, loss_fn, inputs[mask], targets[mask], clipping.max_grad_norm
+            )
+            result, losses, method = ghost, ghost.losses, "ghost"
+        else:
+            per_unit = compute_per_sample(
+                model, loss_fn, inputs[mask], targets[mask], keys=group[mask]
+            )
+            losses, method = per_unit.losses, per_unit.method
+            result = clip_and_sum(
+                per_unit.grads, clipping.max_grad_norm, per_layer=clipping.per_layer
+            )
+        for name, value in result.summed.items():
+            summed[name] += value.detach()
+        clipped += result.clipped_fraction * chunk.numel()
+        loss_total += float(losses.sum())
+    return ClippedSum(summed, int(unique.numel()), clipped, loss_total, len(inputs), method)
+
+
+def _chunks(units: torch.Tensor, size: int | None) -> list[torch.Tensor]:
+    if units.numel() == 0:
+        return []
+    if size is None or size >= units.numel():
+        return [units]
+    return list(torch.split(units, size))
