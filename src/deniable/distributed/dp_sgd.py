@@ -47,15 +47,15 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from deniable.accounting import calibrate
 from deniable.accounting.result import EpsilonResult
 from deniable.distributed.clipped import ClippedSum, clipped_sum
 from deniable.distributed.group import Group, agree, shared_seed
-from deniable.errors import DeniableError, InvalidParameterError, check_count, check_delta
-from deniable.events import PrivacyEvent, SelfComposedEvent
+from deniable.errors import DeniableError, InvalidParameterError, check_count
+from deniable.events import PrivacyEvent
 from deniable.train.dp_step import Clipping, LossFn, StepStats, step_event
 from deniable.train.noise import NoiseSource
 from deniable.train.privacy_tracker import PrivacyTracker
+from deniable.train.private import resolve_noise_multiplier
 from deniable.train.sampler import PoissonSampler, UnitIndex
 from deniable.train.validate import validate_model
 
@@ -429,7 +429,9 @@ def make_distributed_private(
         },
     )
     sampler = PoissonSampler(count, batch_size / count, seed=shared_seed(group, seed))
-    sigma = _noise_multiplier(noise_multiplier, target_epsilon, delta, epochs, sampler, clipping)
+    sigma = resolve_noise_multiplier(
+        noise_multiplier, target_epsilon, delta, epochs, sampler, clipping
+    )
     noise = None
     if group.is_leader:
         noise = NoiseSource(None if seed is None else seed + 1)
@@ -448,34 +450,3 @@ def make_distributed_private(
         unit_name="example" if keys is None else "key",
         physical_batch_units=physical_batch_size,
     )
-
-
-def _noise_multiplier(
-    noise_multiplier: float | None,
-    target_epsilon: float | None,
-    delta: float | None,
-    epochs: float | None,
-    sampler: PoissonSampler,
-    clipping: Clipping,
-) -> float:
-    """σ as given, or calibrated as ``make_private`` does (every rank gets the same σ)."""
-    if noise_multiplier is not None:
-        if target_epsilon is not None:
-            raise DeniableError("give noise_multiplier or target_epsilon, not both")
-        if not math.isfinite(noise_multiplier) or noise_multiplier <= 0:
-            raise InvalidParameterError("noise_multiplier", noise_multiplier, "a finite number > 0")
-        return float(noise_multiplier)
-    if target_epsilon is None or delta is None or epochs is None:
-        raise DeniableError(
-            "give noise_multiplier, or target_epsilon with delta and epochs to calibrate it"
-        )
-    check_delta(delta)
-    steps = math.ceil(epochs / sampler.sample_rate)
-    sigma, _ = calibrate.smallest_noise(
-        lambda z: SelfComposedEvent(sampler.event(step_event(clipping, z)), steps),
-        target_epsilon,
-        delta,
-        accountant="pld",
-        relation=sampler.relation,
-    )
-    return sigma

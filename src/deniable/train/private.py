@@ -211,7 +211,9 @@ def make_private(
         else PoissonSampler(count, batch_size / count, seed=sampler_seed)
     )
     clipping = Clipping(max_grad_norm, per_layer_clipping, microbatch_size)
-    sigma = _noise_multiplier(noise_multiplier, target_epsilon, delta, epochs, sampler, clipping)
+    sigma = resolve_noise_multiplier(
+        noise_multiplier, target_epsilon, delta, epochs, sampler, clipping
+    )
     return PrivateTraining(
         model,
         optimizer,
@@ -228,7 +230,7 @@ def make_private(
     )
 
 
-def _noise_multiplier(
+def resolve_noise_multiplier(
     noise_multiplier: float | None,
     target_epsilon: float | None,
     delta: float | None,
@@ -236,6 +238,8 @@ def _noise_multiplier(
     sampler: Sampler,
     clipping: Clipping,
 ) -> float:
+    """σ as given, or the smallest σ for which ``epochs`` of steps with this sampler and clipping
+    spend at most ``target_epsilon`` at ``delta`` (the sampler's accountant and relation)."""
     if noise_multiplier is not None:
         if target_epsilon is not None:
             raise DeniableError("give noise_multiplier or target_epsilon, not both")
