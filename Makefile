@@ -18,7 +18,7 @@ run: install
 	$(BIN)/deniable run
 
 lint: install
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks examples
 	$(BIN)/mypy
 
 # Headless Chromium renders the HTML report in a test; installed from Debian when missing (root).

@@ -1,7 +1,8 @@
 """The ``deniable`` command line.
 
-Contracts other programs rely on (see docs/cli.md): ``account --json`` and ``calibrate --json``
-print one JSON object; every error a user can cause exits non-zero with one line on stderr.
+Contracts other programs rely on (see the README and ../shared/DESIGN.md): ``account --json``,
+``calibrate --json`` and ``run --json`` print one JSON object; every error a user can cause exits
+non-zero with one line on stderr.
 """
 
 from __future__ import annotations

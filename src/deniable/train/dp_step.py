@@ -40,7 +40,9 @@ __all__ = [
 
 @dataclass(frozen=True)
 class StepStats:
-    """What one step did (no private information beyond what DP releases)."""
+    """What one step did. These numbers are computed on the batch WITHOUT noise (the realised
+    number of units, the clipped fraction, the mean loss): diagnostics for the data owner that ε
+    does not cover; do not release them."""
 
     units: int
     clipped_fraction: float
