@@ -28,6 +28,7 @@ from deniable.events import (
     PrivacyEvent,
     SelfComposedEvent,
 )
+from deniable.tracking.base import Tracker
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -286,22 +287,72 @@ SecureOpt = Annotated[
 ]
 OutOpt = Annotated[Path | None, typer.Option("--out", help="Folder for runs/<id>/.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", help="No progress bar.")]
+TrackOpt = Annotated[
+    list[str] | None,
+    typer.Option("--track", help="Log to jsonl, tensorboard or mlflow (repeatable)."),
+]
+MlflowUriOpt = Annotated[
+    str, typer.Option("--mlflow-uri", help="MLflow tracking URI (with --track mlflow).")
+]
 
 
 def _train_and_report(
-    cfg: TrainConfig, *, baseline: bool, run_dir: Path | None, as_json: bool, quiet: bool
+    cfg: TrainConfig,
+    *,
+    baseline: bool,
+    run_dir: Path | None,
+    as_json: bool,
+    quiet: bool,
+    track: list[str] | None = None,
+    mlflow_uri: str = "file:./mlruns",
 ) -> None:
-    """Train (and for ``run``: baseline and audit), then print the result."""
+    """Train (and for ``run``: baseline and audit), then print the result; with ``track``, log
+    per-step and final metrics to the named trackers."""
+    if not track:
+        _train_and_report_untracked(
+            cfg, baseline=baseline, run_dir=run_dir, as_json=as_json, quiet=quiet, tracker=None
+        )
+        return
+    from deniable.pipeline import new_run_dir
+    from deniable.tracking import open_tracker
+
+    run_dir = run_dir if run_dir is not None else new_run_dir(cfg.out)
+    tracker = open_tracker(track, run_dir, mlflow_uri=mlflow_uri)
+    try:
+        _train_and_report_untracked(
+            cfg, baseline=baseline, run_dir=run_dir, as_json=as_json, quiet=quiet, tracker=tracker
+        )
+    finally:
+        tracker.close()
+
+
+def _train_and_report_untracked(
+    cfg: TrainConfig,
+    *,
+    baseline: bool,
+    run_dir: Path | None,
+    as_json: bool,
+    quiet: bool,
+    tracker: Tracker | None,
+) -> None:
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from deniable.pipeline import run as run_pipeline
+    from deniable.tracking import StepLogger, track_run
 
     def warn(message: str) -> None:
         print(message, file=sys.stderr)
 
+    on_step = StepLogger(tracker, every=10) if tracker is not None else None
+
     if as_json or quiet:
         result = run_pipeline(
-            cfg, run_dir=run_dir, baseline=baseline, audit_model=baseline, warn=warn
+            cfg,
+            run_dir=run_dir,
+            baseline=baseline,
+            audit_model=baseline,
+            on_step=on_step,
+            warn=warn,
         )
     else:
         columns = (TextColumn("DP-SGD"), BarColumn(), TextColumn("{task.completed}/{task.total}"))
@@ -317,8 +368,12 @@ def _train_and_report(
                 baseline=baseline,
                 audit_model=baseline,
                 progress=progress,
+                on_step=on_step,
                 warn=warn,
             )
+    if tracker is not None:
+        # Per-step ε was logged during training; a resumed run logs its earlier curve here.
+        track_run(result, tracker, epsilon_curve=bool(result.get("resumed")))
     if as_json:
         print(json.dumps(result))
         return
@@ -374,6 +429,8 @@ def run_cmd(
     audit: Annotated[
         bool | None, typer.Option("--audit/--no-audit", help="Run the canary audit (default on).")
     ] = None,
+    track: TrackOpt = None,
+    mlflow_uri: MlflowUriOpt = "file:./mlruns",
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -385,7 +442,15 @@ def run_cmd(
     )
     if audit is not None:
         cfg = cfg.model_copy(update={"audit": audit})
-    _train_and_report(cfg, baseline=True, run_dir=None, as_json=as_json, quiet=quiet)
+    _train_and_report(
+        cfg,
+        baseline=True,
+        run_dir=None,
+        as_json=as_json,
+        quiet=quiet,
+        track=track,
+        mlflow_uri=mlflow_uri,
+    )
 
 
 @app.command()
@@ -411,6 +476,8 @@ def train(
     run_dir: Annotated[
         Path | None, typer.Option("--run-dir", help="Start the run in this (empty) folder.")
     ] = None,
+    track: TrackOpt = None,
+    mlflow_uri: MlflowUriOpt = "file:./mlruns",
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -431,7 +498,15 @@ def train(
             )
         run_dir.mkdir(parents=True, exist_ok=True)
     target = resume if resume is not None else run_dir
-    _train_and_report(cfg, baseline=False, run_dir=target, as_json=as_json, quiet=quiet)
+    _train_and_report(
+        cfg,
+        baseline=False,
+        run_dir=target,
+        as_json=as_json,
+        quiet=quiet,
+        track=track,
+        mlflow_uri=mlflow_uri,
+    )
 
 
 @app.command(name="audit")

@@ -24,7 +24,7 @@ from deniable.errors import DeniableError
 from deniable.evaluate import beyond_privacy_summary
 from deniable.report import render_report
 from deniable.train.checkpoint import load_checkpoint
-from deniable.train.trainer import train_baseline, train_private
+from deniable.train.trainer import StepHook, train_baseline, train_private
 
 Progress = Callable[[int, int], None]
 
@@ -50,6 +50,7 @@ def run(
     baseline: bool = True,
     audit_model: bool = True,
     progress: Progress | None = None,
+    on_step: StepHook | None = None,
     warn: Callable[[str], None] = lambda message: None,
 ) -> dict[str, object]:
     """Train (resuming from ``run_dir``'s checkpoint when there is one) and write result.json."""
@@ -69,7 +70,9 @@ def run(
                 f"{run_dir} was trained with a different config; resume it with the same one "
                 "or start a new run (its spent privacy stays recorded in the checkpoint)"
             )
-    private = train_private(split, config, checkpoint=checkpoint, progress=progress)
+    private = train_private(
+        split, config, checkpoint=checkpoint, progress=progress, on_step=on_step
+    )
     eps = private.training.epsilon(config.delta, config.accountant)
     result: dict[str, object] = {
         "epsilon": eps.epsilon,

@@ -20,9 +20,11 @@ from deniable.config import TrainConfig
 from deniable.data import ArrayDataset, Split
 from deniable.models import build_model
 from deniable.train.checkpoint import resume, save_checkpoint
+from deniable.train.dp_step import StepStats
 from deniable.train.private import PrivateTraining, make_private
 
 Progress = Callable[[int, int], None]
+StepHook = Callable[[int, StepStats, float | None], None]
 
 
 @dataclass
@@ -59,8 +61,13 @@ def train_private(
     *,
     checkpoint: Path | None = None,
     progress: Progress | None = None,
+    on_step: StepHook | None = None,
 ) -> PrivateOutcome:
-    """DP-SGD on ``split.train`` as ``config`` says; ε recorded after every epoch."""
+    """DP-SGD on ``split.train`` as ``config`` says; ε recorded after every epoch.
+
+    ``on_step(step, stats, epsilon)`` is called after every step (``epsilon`` where the curve
+    records one, else None), e.g. by a :class:`deniable.tracking.StepLogger`.
+    """
     if config.seed is not None:
         torch.manual_seed(config.seed)
     model = build_model(config.model, split.feature_shape, split.num_classes)
@@ -95,15 +102,18 @@ def train_private(
         outcome.epsilon_curve = curve
     remaining = total - training.steps_done
     for batch in training.batches(steps=remaining) if remaining > 0 else ():
-        training.step(batch)
+        stats = training.step(batch)
         done = training.steps_done
         if progress is not None:
             progress(done, total)
+        spent: float | None = None
         if done % per_epoch == 0 or done == total:
-            eps = training.epsilon(config.delta, config.accountant)
+            spent = training.epsilon(config.delta, config.accountant).epsilon
             outcome.epsilon_curve.append(
-                {"step": done, "epoch": done * training.sample_rate, "epsilon": eps.epsilon}
+                {"step": done, "epoch": done * training.sample_rate, "epsilon": spent}
             )
+        if on_step is not None:
+            on_step(done, stats, spent)
         every = config.checkpoint_every
         if checkpoint is not None and every and done % every == 0:
             extra: dict[str, object] = {"epsilon_curve": outcome.epsilon_curve}
