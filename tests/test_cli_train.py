@@ -109,3 +109,31 @@ def test_config_file_keys_are_validated(tmp_path: Path, capsys: pytest.CaptureFi
 def test_resume_requires_a_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(["train", *FAST, "--resume", str(tmp_path)], capsys)
     assert code != 0 and "checkpoint" in err
+
+
+def test_secrets_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = tmp_path / "t.txt"
+    text.write_text("to be or not to be, that is the question. " * 60)
+    code, out, err = run(
+        [
+            "secrets",
+            "--text",
+            str(text),
+            "--template",
+            "pin __",
+            "--repeats",
+            "2",
+            "--noise-multiplier",
+            "1.0",
+            "--steps",
+            "5",
+            "--json",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    row = json.loads(out)
+    assert 0 <= row["exposure"] <= row["max_exposure"] == pytest.approx(np.log2(100))
+    assert row["epsilon"] > 0 and row["unit"] == "example"
+    code, _, err = run(["secrets", "--text", str(text), "--template", "no blank"], capsys)
+    assert code != 0 and len(err.strip().splitlines()) == 1 and "blank" in err

@@ -539,6 +539,59 @@ def report_cmd(
     print(report_command(run_dir))
 
 
+@app.command(name="secrets")
+def secrets_cmd(
+    text: Annotated[Path, typer.Option("--text", help="Training text (UTF-8 file).")],
+    template: Annotated[
+        str, typer.Option("--template", help="Canary with one blank of '_', e.g. 'my pin is ____'.")
+    ] = "my pin is ____",
+    secret: Annotated[
+        str | None, typer.Option("--secret", help="The filled secret (default: random).")
+    ] = None,
+    repeats: Annotated[int, typer.Option("--repeats", help="Insertions of the secret r.")] = 4,
+    noise_multiplier: Annotated[
+        float, typer.Option("--noise-multiplier", help="σ; 0 trains without privacy.")
+    ] = 1.0,
+    unit: Annotated[str, typer.Option("--unit", help="example or user (all r one unit).")] = (
+        "example"
+    ),
+    model: Annotated[str, typer.Option("--model", help="lstm or transformer.")] = "transformer",
+    steps: Annotated[int, typer.Option("--steps", help="Training steps.")] = 300,
+    max_chars: Annotated[
+        int | None, typer.Option("--max-chars", help="Use only the first N characters.")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed (canary choice, data, noise).")] = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Secret sharer (Carlini et al. 2019): insert a secret r times, train, measure its exposure
+    and try to extract it."""
+    from deniable.text.canary import CanaryFormat
+    from deniable.text.chars import read_text
+    from deniable.text.experiments import SecretSharerSetup, run_secret_sharer
+
+    if unit not in ("example", "user"):
+        raise InvalidParameterError("--unit", unit, "example or user")
+    fmt = CanaryFormat(template)
+    setup = SecretSharerSetup(
+        text=read_text(text, max_chars=max_chars),
+        canary=fmt,
+        secret=secret if secret is not None else fmt.random_secret(seed),
+        model=model,
+        steps=steps,
+        seed=seed,
+    )
+    row = run_secret_sharer(setup, repeats=repeats, noise_multiplier=noise_multiplier, unit=unit)
+    out = row.to_dict()
+    if as_json:
+        print(json.dumps(out))
+        return
+    eps = "∞ (no DP)" if row.epsilon is None else f"{row.epsilon:.3f} at δ = {row.delta:g}"
+    console.print(
+        f"exposure {row.exposure:.2f} of {row.max_exposure:.2f} bits (rank {row.rank:g}); "
+        f"extracted: greedy {row.greedy_extracted}, beam {row.beam_extracted}; ε = {eps}"
+    )
+
+
 @app.command()
 def demo(as_json: JsonOpt = False) -> None:
     """Plan a DP-SGD run on an MNIST-sized dataset: σ for each target ε, by every accountant."""
