@@ -50,14 +50,13 @@ from torch import nn
 from deniable.accounting.result import EpsilonResult
 from deniable.distributed.clipped import ClippedSum, clipped_sum
 from deniable.distributed.group import Group, agree, shared_seed
-from deniable.errors import DeniableError, InvalidParameterError, check_count
+from deniable.errors import DeniableError, check_count
 from deniable.events import PrivacyEvent
 from deniable.train.dp_step import Clipping, LossFn, StepStats, step_event
 from deniable.train.noise import NoiseSource
 from deniable.train.privacy_tracker import PrivacyTracker
-from deniable.train.private import resolve_noise_multiplier
+from deniable.train.private import checked_units, resolve_noise_multiplier
 from deniable.train.sampler import PoissonSampler, UnitIndex
-from deniable.train.validate import validate_model
 
 
 class WorkerLostError(DeniableError):
@@ -403,15 +402,8 @@ def make_distributed_private(
     difference raises on every rank, naming the rank and the setting). ``batch_size`` is the
     expected number of units per *global* batch, q = batch_size / U.
     """
-    validate_model(model, allow_unverified=allow_unverified_layers)
-    n = int(inputs.shape[0])
-    if n == 0 or targets.shape[0] != n:
-        raise DeniableError(f"inputs and targets must be non-empty and equal in length: {n}")
-    units = UnitIndex.from_keys(keys, n)
+    units = checked_units(model, inputs, targets, keys, batch_size, allow_unverified_layers)
     count = units.num_units
-    check_count("batch_size", batch_size)
-    if batch_size > count:
-        raise InvalidParameterError("batch_size", batch_size, f"<= the number of units ({count})")
     clipping = Clipping(max_grad_norm, per_layer_clipping, microbatch_size)
     agree(
         group,

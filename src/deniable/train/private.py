@@ -195,15 +195,8 @@ def make_private(
     it. ``keys`` (one per example) makes the privacy unit the key (user-level DP).
     ``seed=None`` draws sampling and noise seeds from the OS CSPRNG (secure mode).
     """
-    validate_model(model, allow_unverified=allow_unverified_layers)
-    n = int(inputs.shape[0])
-    if n == 0 or targets.shape[0] != n:
-        raise DeniableError(f"inputs and targets must be non-empty and equal in length: {n}")
-    units = UnitIndex.from_keys(keys, n)
+    units = checked_units(model, inputs, targets, keys, batch_size, allow_unverified_layers)
     count = units.num_units
-    check_count("batch_size", batch_size)
-    if batch_size > count:
-        raise InvalidParameterError("batch_size", batch_size, f"<= the number of units ({count})")
     sampler_seed = seed if seed is not None else int.from_bytes(os.urandom(8), "little")
     sampler: Sampler = (
         FixedSizeSampler(count, batch_size, seed=sampler_seed)
@@ -228,6 +221,27 @@ def make_private(
         unit_name="example" if keys is None else "key",
         physical_batch_units=physical_batch_size,
     )
+
+
+def checked_units(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    keys: np.ndarray | None,
+    batch_size: int,
+    allow_unverified_layers: bool,
+) -> UnitIndex:
+    """Validate the model and the data for DP training; the privacy units of the examples."""
+    validate_model(model, allow_unverified=allow_unverified_layers)
+    n = int(inputs.shape[0])
+    if n == 0 or targets.shape[0] != n:
+        raise DeniableError(f"inputs and targets must be non-empty and equal in length: {n}")
+    units = UnitIndex.from_keys(keys, n)
+    count = units.num_units
+    check_count("batch_size", batch_size)
+    if batch_size > count:
+        raise InvalidParameterError("batch_size", batch_size, f"<= the number of units ({count})")
+    return units
 
 
 def resolve_noise_multiplier(
