@@ -345,32 +345,25 @@ def _train_and_report_untracked(
 
     on_step = StepLogger(tracker, every=10) if tracker is not None else None
 
-    if as_json or quiet:
+    columns = (TextColumn("DP-SGD"), BarColumn(), TextColumn("{task.completed}/{task.total}"))
+    bar = Progress(
+        *columns, TimeRemainingColumn(), console=console, transient=True, disable=as_json or quiet
+    )
+    with bar:
+        task = bar.add_task("train", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
         result = run_pipeline(
             cfg,
             run_dir=run_dir,
             baseline=baseline,
             audit_model=baseline,
+            progress=progress,
             on_step=on_step,
             warn=warn,
         )
-    else:
-        columns = (TextColumn("DP-SGD"), BarColumn(), TextColumn("{task.completed}/{task.total}"))
-        with Progress(*columns, TimeRemainingColumn(), console=console, transient=True) as bar:
-            task = bar.add_task("train", total=None)
-
-            def progress(done: int, total: int) -> None:
-                bar.update(task, completed=done, total=total)
-
-            result = run_pipeline(
-                cfg,
-                run_dir=run_dir,
-                baseline=baseline,
-                audit_model=baseline,
-                progress=progress,
-                on_step=on_step,
-                warn=warn,
-            )
     if tracker is not None:
         # Per-step ε was logged during training; a resumed run logs its earlier curve here.
         track_run(result, tracker, epsilon_curve=bool(result.get("resumed")))
