@@ -26,7 +26,7 @@ FLAT_SHAPES = [(104,), (61,), (2, 3)]
 
 
 def test_names() -> None:
-    assert MODELS == ("mlp", "cnn", "tanh-cnn", "papernot-cnn", "logreg")
+    assert MODELS == ("mlp", "cnn", "tanh-cnn", "papernot-cnn", "logreg", "unit-ball-logreg")
 
 
 CASES = [
@@ -150,3 +150,23 @@ def test_papernot_cnn_shapes_and_parameter_count() -> None:
     assert sum(p.numel() for p in model.parameters()) == expected
     with pytest.raises(InvalidParameterError):
         build_model("papernot-cnn", (1, 8, 8), 10)
+
+
+def test_unit_ball_linear_projects_inputs_and_has_no_bias() -> None:
+    """Logits of x/max(1, ‖x‖): scaling an input beyond the ball changes nothing; binary models
+    keep one weight vector with logits [0, wᵀx]."""
+    import torch
+
+    from deniable.models.linear import UnitBallLinear
+
+    torch.manual_seed(0)
+    binary = UnitBallLinear(4, 2)
+    with torch.no_grad():
+        binary.weight.copy_(torch.tensor([[1.0, -2.0, 0.5, 0.0]]))
+    x = torch.tensor([[3.0, 4.0, 0.0, 0.0], [0.1, 0.2, 0.0, 0.0]])
+    out = binary(x)
+    assert out.shape == (2, 2) and torch.all(out[:, 0] == 0)
+    assert torch.allclose(out[:, 1], torch.tensor([(3 - 8) / 5, 0.1 - 0.4]))
+    assert torch.allclose(binary(10 * x[:1]), out[:1])
+    multi = UnitBallLinear(4, 3)
+    assert multi.weight.shape == (3, 4) and torch.all(multi(x) == 0)  # zero-initialised

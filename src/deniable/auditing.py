@@ -99,10 +99,16 @@ def loss_attack_scores(model: nn.Module, split: Split) -> tuple[np.ndarray, np.n
 def canary_audit(
     split: Split, config: TrainConfig, canaries: CanarySet, *, private: bool
 ) -> CanaryAudit:
-    """Train with the included canaries (DP-SGD or not) and bound ε from the canary scores."""
+    """Train with the included canaries (the run's method, or without privacy) and bound ε from
+    the canary scores."""
     audited = Split(train=with_canaries(split.train, canaries), test=split.test)
     claimed: float | None
-    if private:
+    if private and config.method != "dpsgd":
+        from deniable.methods import train_method
+
+        trained = train_method(audited, config)
+        model, accuracy, claimed = trained.model, trained.test_accuracy, trained.claim.epsilon
+    elif private:
         outcome = train_private(audited, config)
         model, accuracy = outcome.training.model, outcome.test_accuracy
         claimed = outcome.training.epsilon(config.delta, config.accountant).epsilon

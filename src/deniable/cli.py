@@ -239,8 +239,12 @@ def _train_options(
     seed: int | None,
     secure: bool,
     out: Path | None,
+    method: str | None = None,
+    compare: str | None = None,
 ) -> TrainConfig:
     overrides: dict[str, object] = {
+        "method": method,
+        "compare": None if compare is None else [m.strip() for m in compare.split(",") if m],
         "dataset": dataset,
         "data_dir": data_dir,
         "model": model,
@@ -286,6 +290,14 @@ SecureOpt = Annotated[
     bool, typer.Option("--secure", help="Seed sampling and noise from the OS CSPRNG.")
 ]
 OutOpt = Annotated[Path | None, typer.Option("--out", help="Folder for runs/<id>/.")]
+MethodOpt = Annotated[
+    str | None,
+    typer.Option("--method", help="Where the noise goes: dpsgd, pate, label-dp, input, output."),
+]
+CompareOpt = Annotated[
+    str | None,
+    typer.Option("--compare", help="Also train these methods (comma list) at the same ε."),
+]
 QuietOpt = Annotated[bool, typer.Option("--quiet", help="No progress bar.")]
 TrackOpt = Annotated[
     list[str] | None,
@@ -378,13 +390,18 @@ def _train_and_report_untracked(
         f"ε = {result['epsilon']:.3f} at δ = {result['delta']:g} "
         f"({result['unit']}-level, {result['relation']}, {result['accountant']})",
     )
-    table.add_row("noise multiplier σ", f"{result['noise_multiplier']:.4f}")
-    table.add_row("steps × sample rate", f"{result['steps']} × {result['sample_rate']:.4f}")
+    if result.get("method", "dpsgd") == "dpsgd":
+        table.add_row("noise multiplier σ", f"{result['noise_multiplier']:.4f}")
+        table.add_row("steps × sample rate", f"{result['steps']} × {result['sample_rate']:.4f}")
+    else:
+        table.add_row("method", f"{result['method']} ({result['guarantee']})")
     table.add_row("test accuracy (private)", f"{result['test_accuracy']:.2%}")
     if result["baseline_accuracy"] is not None:
         table.add_row("test accuracy (non-private)", f"{result['baseline_accuracy']:.2%}")
     audit = result.get("audit")
-    if isinstance(audit, dict):
+    if isinstance(audit, dict) and "skipped" in audit:
+        table.add_row("audit", str(audit["skipped"]))
+    elif isinstance(audit, dict):
         private, plain = audit["private"], audit["non_private"]
         table.add_row(
             "audit: ε lower bound (DP-SGD)",
@@ -400,6 +417,31 @@ def _train_and_report_untracked(
     if result.get("report"):
         table.add_row("report", str(result["report"]))
     console.print(table)
+    comparison = result.get("comparison")
+    if isinstance(comparison, dict):
+        console.print(_comparison_table(comparison))
+
+
+def _comparison_table(comparison: dict[str, object]) -> Table:
+    """The methods side by side (see :mod:`deniable.comparison`)."""
+    table = Table(
+        title=f"methods at target ε = {comparison['target_epsilon']} "
+        f"(accuracy on {comparison['evaluated_on']}, n = {comparison['evaluation_size']})",
+        caption=str(comparison["note"]),
+    )
+    for column in ("method", "guarantee", "ε", "test accuracy", "train accuracy"):
+        table.add_column(column, justify="left" if column in ("method", "guarantee") else "right")
+    rows = comparison["rows"]
+    assert isinstance(rows, list)
+    for row in rows:
+        table.add_row(
+            str(row["method"]),
+            str(row["guarantee"]),
+            f"{row['epsilon']:.3f}",
+            f"{row['test_accuracy']:.2%}",
+            f"{row['train_accuracy']:.2%}",
+        )
+    return table
 
 
 @app.command(name="run")
@@ -419,6 +461,8 @@ def run_cmd(
     seed: SeedOpt = None,
     secure: SecureOpt = False,
     out: OutOpt = None,
+    method: MethodOpt = None,
+    compare: CompareOpt = None,
     audit: Annotated[
         bool | None, typer.Option("--audit/--no-audit", help="Run the canary audit (default on).")
     ] = None,
@@ -431,7 +475,7 @@ def run_cmd(
     result.json."""
     cfg = _train_options(
         config, dataset, data_dir, model, epochs, batch_size, learning_rate, max_grad_norm,
-        noise_multiplier, target_epsilon, delta, sampling, seed, secure, out,
+        noise_multiplier, target_epsilon, delta, sampling, seed, secure, out, method, compare,
     )
     if audit is not None:
         cfg = cfg.model_copy(update={"audit": audit})
@@ -463,6 +507,7 @@ def train(
     seed: SeedOpt = None,
     secure: SecureOpt = False,
     out: OutOpt = None,
+    method: MethodOpt = None,
     resume: Annotated[
         Path | None, typer.Option("--resume", help="Continue the run in this folder.")
     ] = None,
@@ -477,7 +522,7 @@ def train(
     """Train a private model only (no baseline); --resume continues a checkpointed run."""
     cfg = _train_options(
         config, dataset, data_dir, model, epochs, batch_size, learning_rate, max_grad_norm,
-        noise_multiplier, target_epsilon, delta, sampling, seed, secure, out,
+        noise_multiplier, target_epsilon, delta, sampling, seed, secure, out, method,
     )
     if resume is not None and run_dir is not None:
         raise DeniableError("give --resume (an existing run) or --run-dir (a new one), not both")

@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from deniable.errors import DeniableError
 
+Method = Literal["dpsgd", "pate", "label-dp", "input", "output"]
+
 
 class TrainConfig(BaseModel):
     """What to train and how privately. Either ``noise_multiplier`` or ``target_epsilon``."""
@@ -44,6 +46,18 @@ class TrainConfig(BaseModel):
     checkpoint_every: int = Field(0, ge=0, description="steps between checkpoints; 0 = at end")
     audit: bool = True
     audit_canaries: int = Field(1000, ge=2)
+    # Where the noise goes (issue #7): see deniable.methods. Non-DP-SGD methods are calibrated
+    # from target_epsilon and fit their models without noise on privatised inputs/labels/votes.
+    method: Method = "dpsgd"
+    compare: tuple[Method, ...] = Field((), description="methods `deniable run` also trains")
+    fit_epochs: int = Field(30, ge=1, description="epochs of the fits inside pate/label-dp/input")
+    fit_learning_rate: float = Field(0.005, gt=0, description="their Adam learning rate")
+    pate_teachers: int | None = Field(None, ge=2, description="None: min(250, train size // 50)")
+    pate_queries: int = Field(200, ge=1, description="public queries the teachers answer")
+    input_low: float = Field(0.0, description="data-independent lower clamp of every feature")
+    input_high: float = Field(1.0, description="data-independent upper clamp of every feature")
+    input_label_share: float = Field(0.5, gt=0, lt=1, description="share of ε for the label")
+    regularization: float = Field(0.01, gt=0, description="λ of output perturbation")
 
     @model_validator(mode="after")
     def _one_noise_source(self) -> TrainConfig:
@@ -52,6 +66,11 @@ class TrainConfig(BaseModel):
             raise ValueError("give noise_multiplier or target_epsilon, not both")
         if self.noise_multiplier is None and self.target_epsilon is None:
             raise ValueError("give noise_multiplier or target_epsilon")
+        for method in (self.method, *self.compare):
+            if method != "dpsgd" and self.target_epsilon is None:
+                raise ValueError(f"method {method!r} is calibrated from target_epsilon; give it")
+        if self.input_low >= self.input_high:
+            raise ValueError("input_low must be below input_high")
         return self
 
 

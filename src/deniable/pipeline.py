@@ -15,18 +15,25 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from deniable import __version__
 from deniable.accounting.calibrate import delta_warning
 from deniable.config import TrainConfig
-from deniable.data import load_dataset
+from deniable.data import Split, load_dataset
 from deniable.errors import DeniableError
 from deniable.evaluate import beyond_privacy_summary
+from deniable.models import build_model
 from deniable.report import render_report
-from deniable.train.checkpoint import load_checkpoint
+from deniable.train.checkpoint import load_checkpoint, save_model_checkpoint
 from deniable.train.trainer import StepHook, train_baseline, train_private
 
 Progress = Callable[[int, int], None]
+
+AUDIT_SKIPPED = (
+    "not audited: the run's guarantee is {guarantee}, and the canary audit tests example-level "
+    "central DP (a canary added or removed), which that guarantee does not claim"
+)
 
 PRIVACY_SCOPE = (
     "epsilon covers the trained model (checkpoint.pt) and nothing else: the accuracies, the "
@@ -70,27 +77,18 @@ def run(
                 f"{run_dir} was trained with a different config; resume it with the same one "
                 "or start a new run (its spent privacy stays recorded in the checkpoint)"
             )
-    private = train_private(
-        split, config, checkpoint=checkpoint, progress=progress, on_step=on_step
-    )
-    eps = private.training.epsilon(config.delta, config.accountant)
+    if config.method == "dpsgd":
+        trained = _dpsgd(split, config, checkpoint, progress, on_step)
+    else:
+        trained = _placement(split, config, checkpoint)
+    model = trained.pop("model")
+    assert isinstance(model, nn.Module)
     result: dict[str, object] = {
-        "epsilon": eps.epsilon,
-        "delta": eps.delta,
-        "accountant": eps.accountant,
-        "relation": eps.relation.value,
-        "unit": private.training.tracker.unit,
-        "noise_multiplier": private.training.noise_multiplier,
-        "sample_rate": private.training.sample_rate,
-        "steps": private.training.steps_done,
-        "secure_noise": private.training.noise.secure,
-        "test_accuracy": private.test_accuracy,
-        "train_accuracy": private.train_accuracy,
+        **trained,
         "baseline_accuracy": None,
         "baseline_train_accuracy": None,
         "audit_epsilon_lower_bound": None,
         "report": None,
-        "epsilon_curve": private.epsilon_curve,
         "privacy_scope": PRIVACY_SCOPE,
         "resumed": resume,
         "dataset": {
@@ -107,20 +105,25 @@ def run(
         },
         "run_dir": str(run_dir),
     }
+    eps, delta = float(trained["epsilon"]), float(trained["delta"])  # type: ignore[arg-type]
     if baseline:
         baseline_model, test_acc, train_acc = train_baseline(split, config)
         result["baseline_accuracy"] = test_acc
         result["baseline_train_accuracy"] = train_acc
         result["beyond_privacy"] = beyond_privacy_summary(
-            split, private.training.model, baseline_model, epsilon=eps.epsilon, delta=eps.delta
+            split, model, baseline_model, epsilon=eps, delta=delta
         )
+    if config.compare:
+        from deniable.comparison import compare_methods
+
+        result["comparison"] = compare_methods(split, config, (model, result))
     audit_scores = None
-    if audit_model and config.audit:
+    if audit_model and config.audit and result["guarantee"] != "central-dp":
+        result["audit"] = {"skipped": AUDIT_SKIPPED.format(guarantee=result["guarantee"])}
+    elif audit_model and config.audit:
         from deniable.auditing import audit
 
-        outcome = audit(
-            split, config, private.training.model, canaries=config.audit_canaries
-        )
+        outcome = audit(split, config, model, canaries=config.audit_canaries)
         result["audit_epsilon_lower_bound"] = outcome.epsilon_lower_bound
         result["audit"] = outcome.to_dict()
         audit_scores = {"scores": outcome.loss_scores, "is_member": outcome.loss_is_member}
@@ -130,10 +133,76 @@ def run(
     return result
 
 
+def _dpsgd(
+    split: Split,
+    config: TrainConfig,
+    checkpoint: Path,
+    progress: Progress | None,
+    on_step: StepHook | None,
+) -> dict[str, object]:
+    """DP-SGD, resumed from ``checkpoint`` when it exists; the model and its claim."""
+    private = train_private(
+        split, config, checkpoint=checkpoint, progress=progress, on_step=on_step
+    )
+    eps = private.training.epsilon(config.delta, config.accountant)
+    return {
+        "model": private.training.model,
+        "method": "dpsgd",
+        "guarantee": "central-dp",
+        "epsilon": eps.epsilon,
+        "delta": eps.delta,
+        "accountant": eps.accountant,
+        "relation": eps.relation.value,
+        "unit": private.training.tracker.unit,
+        "noise_multiplier": private.training.noise_multiplier,
+        "sample_rate": private.training.sample_rate,
+        "steps": private.training.steps_done,
+        "secure_noise": private.training.noise.secure,
+        "test_accuracy": private.test_accuracy,
+        "train_accuracy": private.train_accuracy,
+        "epsilon_curve": private.epsilon_curve,
+    }
+
+
+def _placement(split: Split, config: TrainConfig, checkpoint: Path) -> dict[str, object]:
+    """Another noise placement (:mod:`deniable.methods`). Its noise is drawn once: a run folder
+    whose checkpoint holds the released model is reloaded, never trained (and paid for) again."""
+    from deniable.methods import model_name, train_method
+
+    if checkpoint.exists():
+        state = load_checkpoint(checkpoint)
+        saved = state["extra"]
+        assert isinstance(saved, dict)
+        model = build_model(model_name(config), split.feature_shape, split.num_classes)
+        model.load_state_dict(state["training"]["model"])  # type: ignore[index]
+        return {"model": model, **saved}
+    outcome = train_method(split, config)
+    claim = outcome.claim.to_dict()
+    trained: dict[str, object] = {
+        "method": outcome.method,
+        "guarantee": claim["guarantee"],
+        "epsilon": claim["epsilon"],
+        "delta": claim["delta"],
+        "accountant": claim["accountant"],
+        "relation": claim["relation"],
+        "unit": claim["unit"],
+        "noise_multiplier": None,
+        "sample_rate": None,
+        "steps": None,
+        "secure_noise": outcome.details.get("secure_noise"),
+        "test_accuracy": outcome.test_accuracy,
+        "train_accuracy": outcome.train_accuracy,
+        "epsilon_curve": [],
+        "method_details": outcome.details,
+    }
+    save_model_checkpoint(checkpoint, outcome.model, config.model_dump(mode="json"), trained)
+    return {"model": outcome.model, **trained}
+
+
 def audit_run(run_dir: Path) -> dict[str, object]:
     """Audit a finished run again (its config, its checkpointed model); update result.json."""
     from deniable.auditing import audit
-    from deniable.models import build_model
+    from deniable.methods import model_name
 
     result_path = run_dir / "result.json"
     if not result_path.exists():
@@ -142,7 +211,9 @@ def audit_run(run_dir: Path) -> dict[str, object]:
     config = TrainConfig.model_validate(result["config"])
     split = load_dataset(config.dataset, config.data_dir, seed=config.seed or 0)
     state = load_checkpoint(run_dir / "checkpoint.pt")
-    model = build_model(config.model, split.feature_shape, split.num_classes)
+    if result.get("guarantee", "central-dp") != "central-dp":
+        raise DeniableError(AUDIT_SKIPPED.format(guarantee=result["guarantee"]))
+    model = build_model(model_name(config), split.feature_shape, split.num_classes)
     model.load_state_dict(state["training"]["model"])  # type: ignore[index]
     outcome = audit(split, config, model, canaries=config.audit_canaries)
     result["audit_epsilon_lower_bound"] = outcome.epsilon_lower_bound

@@ -14,7 +14,7 @@ from torch import nn
 
 from deniable.errors import InvalidParameterError, check_count
 from deniable.models.cnn import PapernotCNN, SmallCNN, TemperedSigmoidCNN
-from deniable.models.linear import LogisticRegression
+from deniable.models.linear import LogisticRegression, UnitBallLinear
 from deniable.models.mlp import MLP
 
 Shape = tuple[int, ...]
@@ -55,6 +55,7 @@ _BUILDERS: dict[str, Callable[[Shape, int], nn.Module]] = {
     "tanh-cnn": _tanh_cnn,
     "papernot-cnn": _papernot_cnn,
     "logreg": lambda shape, k: LogisticRegression(_flat(shape), k),
+    "unit-ball-logreg": lambda shape, k: UnitBallLinear(_flat(shape), k),
 }
 
 MODELS: tuple[str, ...] = tuple(_BUILDERS)

@@ -27,7 +27,20 @@ SAMPLERS = {
 }
 # Result keys of the "beyond privacy" evaluations (fairness, generalisation, robustness,
 # poisoning); a section appears for each one present.
-BEYOND_KEYS = ("beyond_privacy", "fairness", "generalisation", "robustness", "poisoning")
+BEYOND_KEYS = (
+    "comparison",
+    "beyond_privacy",
+    "evaluation",
+    "fairness",
+    "generalisation",
+    "robustness",
+    "poisoning",
+)
+GUARANTEES = {
+    "central-dp": "differential privacy",
+    "label-dp": "label differential privacy (labels only; the features are not protected)",
+    "local-dp": "local differential privacy (each record's report, before any training)",
+}
 
 Rows = list[tuple[str, str]]
 
@@ -144,14 +157,26 @@ def _claim(result: Mapping[str, object], config: Mapping[str, object]) -> Claim:
     q, sigma, steps = result.get("sample_rate"), result.get("noise_multiplier"), result.get("steps")
     clip = config.get("max_grad_norm")
     eps_text, delta_text = fmt.eps(result["epsilon"]), fmt.delta(result["delta"])
-    sentence = (
-        f"Training satisfies ({eps_text}, {delta_text})-differential privacy under the "
-        f"{relation_text} neighbouring relation, one privacy unit being one {unit}. The "
-        f"{accountant.upper()} accountant computed this ε from the {fmt.number(steps)} noisy "
-        f"steps that actually ran (sample rate q = {fmt.number(q)}, noise multiplier "
-        f"σ = {fmt.number(sigma)}, clipping norm C = {fmt.number(clip)})."
-    )
+    method = str(result.get("method") or "dpsgd")
+    if method == "dpsgd":
+        sentence = (
+            f"Training satisfies ({eps_text}, {delta_text})-differential privacy under the "
+            f"{relation_text} neighbouring relation, one privacy unit being one {unit}. The "
+            f"{accountant.upper()} accountant computed this ε from the {fmt.number(steps)} "
+            f"noisy steps that actually ran (sample rate q = {fmt.number(q)}, noise multiplier "
+            f"σ = {fmt.number(sigma)}, clipping norm C = {fmt.number(clip)})."
+        )
+    else:
+        guarantee = str(result.get("guarantee") or "central-dp")
+        sentence = (
+            f"Training by {method} satisfies ({eps_text}, {delta_text})-"
+            f"{GUARANTEES.get(guarantee, guarantee)} under the {relation_text} neighbouring "
+            f"relation, one privacy unit being one {unit}. The {accountant.upper()} accountant "
+            "computed this ε from the mechanisms that actually ran (see method details)."
+        )
     computed: Rows = [
+        ("method", method),
+        ("guarantee", str(result.get("guarantee") or "central-dp")),
         ("accountant", accountant),
         ("neighbouring relation", relation_text),
         ("privacy unit", unit),

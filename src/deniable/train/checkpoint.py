@@ -16,6 +16,7 @@ import zipfile
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from deniable.errors import DeniableError
 from deniable.train.private import PrivateTraining
@@ -31,13 +32,26 @@ def save_checkpoint(
 ) -> None:
     """Write ``training``'s whole state, the run ``config`` and ``extra`` (plain data, e.g. the
     ε curve so far) to ``path`` atomically."""
+    _write(path, config, extra, training.state_dict())
+
+
+def save_model_checkpoint(
+    path: Path, model: nn.Module, config: dict[str, object], extra: dict[str, object]
+) -> None:
+    """Write a model released in one go (a noise placement other than DP-SGD) with its run
+    ``config`` and ``extra`` (its privacy claim), in the same format; ``training`` holds only
+    ``model``."""
+    _write(path, config, extra, {"model": model.state_dict()})
+
+
+def _write(
+    path: Path,
+    config: dict[str, object],
+    extra: dict[str, object] | None,
+    training: dict[str, object],
+) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {
-        "format": FORMAT,
-        "config": config,
-        "extra": extra or {},
-        "training": training.state_dict(),
-    }
+    state = {"format": FORMAT, "config": config, "extra": extra or {}, "training": training}
     tmp = path.with_name(path.name + ".tmp")
     torch.save(state, tmp)
     with open(tmp, "rb") as handle:
