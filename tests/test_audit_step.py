@@ -17,7 +17,7 @@ import pytest
 import torch
 from torch import nn
 
-from deniable.accounting.gaussian_exact import gaussian_epsilon
+from deniable.accounting.gaussian_exact import analytic_gaussian_sigma, gaussian_epsilon
 from deniable.audit.bounds import HeldOutThreshold
 from deniable.audit.step_audit import (
     StepAuditResult,
@@ -154,6 +154,22 @@ def test_correct_step_is_not_flagged_and_the_bound_is_tight() -> None:
     assert result.details["trials_one_call_each"] == 256
     assert result.details["trials_batched"] == 3744
     assert result.trials == 4000
+
+
+def test_correct_step_calibrated_to_epsilon_one_is_not_flagged() -> None:
+    """One step, q = 1, C = 1, σ = 3.731 from the analytic Gaussian calibration (Balle & Wang
+    2018), so the claim is exactly ε = 1 at δ = 1e-5 (μ = 1/σ = 0.268). With 4000 trials the GDP
+    bound is ε_lb = 0.39 here (μ_lb = 0.11). False flag ≤ 5 % by the bound's guarantee; simulated
+    0/400 (ε_lb over 400 seeds of the same score distributions: mean 0.39, max 0.77)."""
+    sigma, clip = analytic_gaussian_sigma(1.0, DELTA), 1.0
+    trial = real_trial(Clipping(clip), sigma)
+    assert trial.event == GaussianEvent(sigma=sigma * clip, sensitivity=clip)
+    result = audit_step(trial, trials=4000, claimed=trial.event, delta=DELTA, seed=2)
+    assert gaussian_epsilon(1 / sigma, DELTA) == pytest.approx(1.0, rel=1e-9)
+    assert result.claimed_epsilon == pytest.approx(1.0, rel=1e-3)
+    assert not result.flagged, report(result)
+    assert 0 < result.lower.epsilon <= 1.0, report(result)
+    assert result.details["mu_hat"] == pytest.approx(1 / sigma, abs=0.1)
 
 
 def test_correct_step_clopper_pearson_and_held_out_are_not_flagged() -> None:

@@ -221,3 +221,65 @@ def test_entry_point_runs_as_a_program() -> None:
     )
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+
+
+def test_account_and_calibrate_read_every_flag_from_a_config_file(
+    tmp_path: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A TOML file gives the same answer as the flags; a flag overrides its key."""
+    from pathlib import Path
+
+    path = Path(str(tmp_path)) / "account.toml"
+    path.write_text(
+        'sample_rate = 0.01\nnoise_multiplier = 1.1\nsteps = 1000\ndelta = 1e-6\n'
+        'accountant = "rdp"\nrelation = "add_remove"\ndataset_size = 50000\n'
+    )
+    flags = ["--sample-rate", "0.01", "--noise-multiplier", "1.1", "--steps", "1000"]
+    flags += ["--delta", "1e-6", "--accountant", "rdp", "--dataset-size", "50000"]
+    _, by_flags, _ = run(["account", *flags, "--json"], capsys)
+    code, by_file, err = run(["account", "--config", str(path), "--json"], capsys)
+    assert code == 0, err
+    assert json.loads(by_file) == json.loads(by_flags)
+    assert json.loads(by_file)["accountant"] == "rdp"
+    _, overridden, _ = run(["account", "--config", str(path), "--steps", "2000", "--json"], capsys)
+    assert json.loads(overridden)["steps"] == 2000
+    assert json.loads(overridden)["epsilon"] > json.loads(by_file)["epsilon"]
+
+    phases = Path(str(tmp_path)) / "phases.toml"
+    phases.write_text('phase = ["0.01:1.1:500", "0.02:2.0:100"]\n')
+    _, by_file, _ = run(["account", "--config", str(phases), "--json"], capsys)
+    phase_flags = ["--phase", "0.01:1.1:500", "--phase", "0.02:2.0:100"]
+    _, by_flags, _ = run(["account", *phase_flags, "--json"], capsys)
+    assert json.loads(by_file)["epsilon"] == json.loads(by_flags)["epsilon"]
+
+    calibrate = Path(str(tmp_path)) / "calibrate.toml"
+    calibrate.write_text("target_epsilon = 2.0\nsample_rate = 0.004\nsteps = 5000\n")
+    code, out, err = run(["calibrate", "--config", str(calibrate), "--json"], capsys)
+    assert code == 0, err
+    flags = ["--target-epsilon", "2", "--sample-rate", "0.004", "--steps", "5000", "--json"]
+    _, expected, _ = run(["calibrate", *flags], capsys)
+    assert json.loads(out) == json.loads(expected)
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("samplerate = 0.01\n", "samplerate"),
+        ('steps = "many"\n', "steps"),
+        ("sample_rate = 0.01\nsteps = [\n", "not valid TOML"),
+    ],
+)
+def test_account_config_errors_name_the_key(
+    tmp_path: pytest.TempPathFactory,
+    capsys: pytest.CaptureFixture[str],
+    text: str,
+    needle: str,
+) -> None:
+    from pathlib import Path
+
+    path = Path(str(tmp_path)) / "bad.toml"
+    path.write_text(text)
+    code, _, err = run(["account", "--config", str(path)], capsys)
+    assert code != 0 and needle in err and len(err.strip().splitlines()) == 1
+    code, _, err = run(["calibrate", "--config", str(path)], capsys)
+    assert code != 0 and len(err.strip().splitlines()) == 1

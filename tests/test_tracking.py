@@ -429,21 +429,6 @@ def test_mlflow_backend_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 # --------------------------------------------------------------------------- wired into the CLI
 
 
-def _trainer_has_step_hook() -> bool:
-    import inspect
-
-    from deniable.train.trainer import train_private
-
-    return "on_step" in inspect.signature(train_private).parameters
-
-
-needs_wiring = pytest.mark.skipif(
-    not _trainer_has_step_hook(),
-    reason="train_private has no on_step hook yet (tracking not wired into the trainer/CLI)",
-)
-
-
-@needs_wiring
 def test_train_private_feeds_a_step_logger() -> None:
     from deniable.config import TrainConfig
     from deniable.data import load_dataset
@@ -462,7 +447,6 @@ def test_train_private_feeds_a_step_logger() -> None:
     assert steps == list(range(1, outcome.training.steps_done + 1))
 
 
-@needs_wiring
 def test_cli_track_writes_metrics_beside_the_result(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

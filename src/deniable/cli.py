@@ -18,7 +18,7 @@ from rich.table import Table
 
 from deniable import __version__, accounting
 from deniable.accounting import calibrate as calib
-from deniable.config import TrainConfig, load_config
+from deniable.config import TrainConfig, load_account_config, load_config
 from deniable.errors import DeniableError, InvalidParameterError, check_count, check_positive
 from deniable.events import (
     ComposedEvent,
@@ -45,13 +45,14 @@ def _register_subcommands() -> None:
     app.add_typer(ledger_app, name="ledger")
 
 AccountantOpt = Annotated[
-    str, typer.Option("--accountant", help="pld (tight), rdp or basic; 'all' for a table.")
+    str | None, typer.Option("--accountant", help="pld (tight), rdp or basic; 'all' for a table.")
 ]
 RelationOpt = Annotated[
-    str, typer.Option("--relation", help="Neighbouring relation: add_remove or replace_one.")
+    str | None, typer.Option("--relation", help="Neighbouring relation: add_remove or replace_one.")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
-DeltaOpt = Annotated[float, typer.Option("--delta", help="Target δ, in (0, 1).")]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML file of config keys.")]
+DeltaOpt = Annotated[float | None, typer.Option("--delta", help="Target δ, in (0, 1).")]
 SizeOpt = Annotated[
     int | None, typer.Option("--dataset-size", help="Number of units n, to check δ < 1/n.")
 ]
@@ -101,6 +102,7 @@ def _warn(message: str | None, warnings: list[str]) -> None:
 
 @app.command()
 def account(
+    config: ConfigOpt = None,
     sample_rate: Annotated[
         float | None, typer.Option("--sample-rate", help="Poisson sampling rate q.")
     ] = None,
@@ -108,19 +110,34 @@ def account(
         float | None, typer.Option("--noise-multiplier", help="σ / clipping norm.")
     ] = None,
     steps: Annotated[int | None, typer.Option("--steps", help="Number of steps T.")] = None,
-    delta: DeltaOpt = 1e-5,
+    delta: DeltaOpt = None,
     phase: Annotated[
         list[str] | None,
         typer.Option("--phase", help="Q:SIGMA:STEPS, repeatable; phases compose in order."),
     ] = None,
-    accountant: AccountantOpt = "pld",
-    relation: RelationOpt = "add_remove",
+    accountant: AccountantOpt = None,
+    relation: RelationOpt = None,
     dataset_size: SizeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """ε spent by DP-SGD (Poisson-sampled Gaussian) for given q, σ, T and δ."""
-    if phase:
-        phases = [_parse_phase(p) for p in phase]
+    cfg = load_account_config(
+        config,
+        {
+            "sample_rate": sample_rate,
+            "noise_multiplier": noise_multiplier,
+            "steps": steps,
+            "delta": delta,
+            "phase": phase or None,
+            "accountant": accountant,
+            "relation": relation,
+            "dataset_size": dataset_size,
+        },
+    )
+    sample_rate, noise_multiplier, steps = cfg.sample_rate, cfg.noise_multiplier, cfg.steps
+    delta, dataset_size = cfg.delta, cfg.dataset_size
+    if cfg.phase:
+        phases = [_parse_phase(p) for p in cfg.phase]
     else:
         missing = [
             name
@@ -138,8 +155,8 @@ def account(
     for _, _, t in phases:
         check_count("--steps", t)
     event = _phases_event(phases)
-    rel = _relation(relation)
-    names = _accountants(accountant)
+    rel = _relation(cfg.relation)
+    names = _accountants(cfg.accountant)
     results = [accounting.epsilon(event, delta, accountant=name, relation=rel) for name in names]
     warnings: list[str] = []
     _warn(calib.delta_warning(delta, dataset_size), warnings)
@@ -174,9 +191,14 @@ def account(
 
 @app.command(name="calibrate")
 def calibrate_cmd(
-    target_epsilon: Annotated[float, typer.Option("--target-epsilon", help="Target ε > 0.")],
-    sample_rate: Annotated[float, typer.Option("--sample-rate", help="Poisson sampling rate q.")],
-    delta: DeltaOpt = 1e-5,
+    config: ConfigOpt = None,
+    target_epsilon: Annotated[
+        float | None, typer.Option("--target-epsilon", help="Target ε > 0.")
+    ] = None,
+    sample_rate: Annotated[
+        float | None, typer.Option("--sample-rate", help="Poisson sampling rate q.")
+    ] = None,
+    delta: DeltaOpt = None,
     steps: Annotated[
         int | None, typer.Option("--steps", help="Steps T; omit to get the most steps for σ.")
     ] = None,
@@ -184,23 +206,51 @@ def calibrate_cmd(
         float | None,
         typer.Option("--noise-multiplier", help="With no --steps: find the largest T for this σ."),
     ] = None,
-    accountant: AccountantOpt = "pld",
-    relation: RelationOpt = "add_remove",
+    accountant: AccountantOpt = None,
+    relation: RelationOpt = None,
     dataset_size: SizeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Smallest noise multiplier σ reaching (ε, δ) in T steps, or the most steps σ allows."""
-    rel = _relation(relation)
-    names = _accountants(accountant)
+    cfg = load_account_config(
+        config,
+        {
+            "target_epsilon": target_epsilon,
+            "sample_rate": sample_rate,
+            "delta": delta,
+            "steps": steps,
+            "noise_multiplier": noise_multiplier,
+            "accountant": accountant,
+            "relation": relation,
+            "dataset_size": dataset_size,
+        },
+    )
+    if cfg.target_epsilon is None or cfg.sample_rate is None:
+        missing = [
+            flag
+            for flag, value in (
+                ("--target-epsilon", cfg.target_epsilon),
+                ("--sample-rate", cfg.sample_rate),
+            )
+            if value is None
+        ]
+        raise DeniableError(f"missing {', '.join(missing)} (a flag or a config key)")
+    if cfg.phase:
+        raise DeniableError("calibrate takes one phase: give sample_rate and steps, not phase")
+    rel = _relation(cfg.relation)
+    names = _accountants(cfg.accountant)
     if len(names) != 1:
-        raise InvalidParameterError("--accountant", accountant, "pld, rdp or basic")
-    if steps is not None:
+        raise InvalidParameterError("--accountant", cfg.accountant, "pld, rdp or basic")
+    delta, dataset_size = cfg.delta, cfg.dataset_size
+    if cfg.steps is not None:
         result = calib.noise_multiplier(
-            target_epsilon, delta, sample_rate, steps, accountant=names[0], relation=rel
+            cfg.target_epsilon, delta, cfg.sample_rate, cfg.steps, accountant=names[0],
+            relation=rel,
         )
-    elif noise_multiplier is not None:
+    elif cfg.noise_multiplier is not None:
         result = calib.max_steps(
-            noise_multiplier, target_epsilon, delta, sample_rate, accountant=names[0], relation=rel
+            cfg.noise_multiplier, cfg.target_epsilon, delta, cfg.sample_rate,
+            accountant=names[0], relation=rel,
         )
     else:
         raise DeniableError("give --steps (to calibrate σ) or --noise-multiplier (to find T)")
@@ -265,7 +315,6 @@ def _train_options(
     return cfg
 
 
-ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML file of config keys.")]
 DatasetOpt = Annotated[
     str | None, typer.Option("--dataset", help="digits (default), mnist, fashion-mnist, adult, ...")
 ]

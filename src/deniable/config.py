@@ -1,19 +1,21 @@
 """Run configuration: one pydantic model, loadable from TOML, with one-line errors naming the key.
 
-Every CLI flag of ``deniable train`` / ``deniable run`` is a key here; a TOML file gives defaults
-and flags override them.
+Every CLI flag of ``deniable train`` / ``deniable run`` is a key of :class:`TrainConfig`, every
+flag of ``deniable account`` / ``deniable calibrate`` a key of :class:`AccountConfig`; a TOML file
+(``--config``) gives defaults and flags override them.
 """
 
 from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from deniable.errors import DeniableError
 
+Config = TypeVar("Config", bound=BaseModel)
 Method = Literal["dpsgd", "pate", "label-dp", "input", "output"]
 
 
@@ -74,16 +76,54 @@ class TrainConfig(BaseModel):
         return self
 
 
+class AccountConfig(BaseModel):
+    """Keys of ``deniable account`` and ``deniable calibrate``, one per flag (``--sample-rate``
+    is ``sample_rate``; ``phase`` is the list of ``Q:SIGMA:STEPS`` strings). Ranges are checked
+    where the numbers are used, with the same one-line errors as the flags."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sample_rate: float | None = None
+    noise_multiplier: float | None = None
+    steps: int | None = None
+    phase: list[str] = Field(default_factory=list)
+    target_epsilon: float | None = None
+    delta: float = 1e-5
+    accountant: str = "pld"
+    relation: str = "add_remove"
+    dataset_size: int | None = None
+
+
+def load_account_config(path: Path | None, overrides: dict[str, object]) -> AccountConfig:
+    """TOML file (optional) then flag overrides (None values ignored), validated."""
+    data = _read_toml(path)
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return _validated(AccountConfig, data)
+
+
+def _read_toml(path: Path | None) -> dict[str, object]:
+    if path is None:
+        return {}
+    if not path.exists():
+        raise DeniableError(f"config file {path} does not exist")
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise DeniableError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def _validated(model: type[Config], data: dict[str, object]) -> Config:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(p) for p in first["loc"]) or "config"
+        raise DeniableError(f"config key '{key}': {first['msg']}") from None
+
+
 def load_config(path: Path | None, overrides: dict[str, object]) -> TrainConfig:
     """TOML file (optional) then flag overrides (None values ignored), validated."""
-    data: dict[str, object] = {}
-    if path is not None:
-        if not path.exists():
-            raise DeniableError(f"config file {path} does not exist")
-        try:
-            data = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise DeniableError(f"config file {path} is not valid TOML: {exc}") from None
+    data = _read_toml(path)
     given = {k: v for k, v in overrides.items() if v is not None}
     if "noise_multiplier" in given:
         data.pop("target_epsilon", None)
@@ -93,9 +133,4 @@ def load_config(path: Path | None, overrides: dict[str, object]) -> TrainConfig:
     data.update(given)
     if "noise_multiplier" in data and "target_epsilon" not in data:
         data["target_epsilon"] = None
-    try:
-        return TrainConfig.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        key = ".".join(str(p) for p in first["loc"]) or "config"
-        raise DeniableError(f"config key '{key}': {first['msg']}") from None
+    return _validated(TrainConfig, data)

@@ -15,6 +15,7 @@ from deniable.audit.bounds import (
     clopper_pearson_lower_bound,
     compare,
     gdp_lower_bound,
+    one_run_fdp_lower_bound,
     one_run_lower_bound,
 )
 from deniable.audit.metrics import (
@@ -41,6 +42,7 @@ __all__ = [
     "compare",
     "gdp_lower_bound",
     "membership_advantage",
+    "one_run_fdp_lower_bound",
     "one_run_lower_bound",
     "roc_curve",
     "tpr_at_fpr",
