@@ -83,3 +83,33 @@ def test_audit_of_a_missing_run_is_one_line(
 def test_training_config_round_trips() -> None:
     config = TrainConfig(audit_canaries=10)
     assert TrainConfig.model_validate(config.model_dump(mode="json")) == config
+
+
+def test_audit_a_config_before_any_release(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`deniable audit --config`: the config's algorithm audited with canaries, writing nothing."""
+    config = tmp_path / "train.toml"
+    out_dir = tmp_path / "runs"
+    config.write_text(f'model = "logreg"\nepochs = 4\ntarget_epsilon = 2.0\nout = "{out_dir}"\n')
+    code, out, err = run_cli(
+        ["audit", "--config", str(config), "--canaries", "300", "--json"], capsys
+    )
+    assert code == 0, err
+    audit = json.loads(out)
+    assert audit["private"]["canaries"] == 300
+    assert audit["claimed_epsilon"] <= 2.0
+    assert 0.0 <= audit["epsilon_lower_bound"] <= audit["claimed_epsilon"]
+    # the f-DP analysis of the same guesses, reported beside (not instead of) the Steinke bound
+    assert audit["private"]["bound_if_gaussian"]["method"] == "one-run-fdp"
+    assert audit["non_private"]["bound"]["epsilon"] >= 0.0  # the same canaries, no DP
+    assert 0.0 <= audit["loss_attack_on_reported_model"]["auc"] <= 1.0
+    assert not out_dir.exists()  # nothing trained here is released or written
+    code, out, err = run_cli(["audit", "--config", str(config)], capsys)
+    assert code == 0 and "claimed ε = " in out and "the same audit finds" in out
+
+
+@pytest.mark.parametrize("args", [["audit"], ["audit", "x", "--config", "y.toml"]])
+def test_audit_needs_a_run_or_a_config(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(args, capsys)
+    assert code != 0 and "--config" in err and len(err.strip().splitlines()) == 1

@@ -598,22 +598,47 @@ def train(
 
 @app.command(name="audit")
 def audit_cmd(
-    run_dir: Annotated[Path, typer.Argument(help="Folder of a finished run (runs/<id>).")],
+    run_dir: Annotated[
+        Path | None, typer.Argument(help="Folder of a finished run (runs/<id>).")
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="Audit this training config instead (nothing released)."),
+    ] = None,
+    canaries: Annotated[
+        int | None, typer.Option("--canaries", help="Canaries of the one-run audit.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Audit a trained run: one-run canary ε lower bound and LOSS attack; updates result.json."""
-    from deniable.pipeline import audit_run
+    """One-run canary ε lower bound and LOSS attack, of a finished run (updates its result.json)
+    or of a config's training algorithm (--config)."""
+    from deniable.pipeline import audit_config, audit_run
 
-    result = audit_run(run_dir)
-    audit = result["audit"]
+    if (run_dir is None) == (config is None):
+        raise DeniableError("give a run folder or --config FILE (one of them)")
+    if config is not None:
+        audit = audit_config(load_config(config, {"audit_canaries": canaries}))
+        claimed = audit["claimed_epsilon"]
+        delta = audit["delta"]
+    else:
+        assert run_dir is not None
+        if canaries is not None:
+            raise DeniableError("--canaries goes with --config; a run is audited as configured")
+        result = audit_run(run_dir)
+        audit = result["audit"]  # type: ignore[assignment]
+        claimed, delta = result["epsilon"], result["delta"]
     if as_json:
         print(json.dumps(audit))
         return
     assert isinstance(audit, dict)
-    console.print(
+    line = (
         f"ε lower bound {audit['epsilon_lower_bound']:.3f} at {audit['confidence']:.0%} "
-        f"confidence (claimed ε = {result['epsilon']:.3f} at δ = {result['delta']:g})"
+        f"confidence (claimed ε = {claimed:.3f} at δ = {delta:g})"
     )
+    plain = audit.get("non_private")
+    if isinstance(plain, dict):
+        line += f"; without privacy the same audit finds {plain['bound']['epsilon']:.3f}"
+    console.print(line)
 
 
 @app.command(name="report")

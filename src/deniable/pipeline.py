@@ -199,6 +199,22 @@ def _placement(split: Split, config: TrainConfig, checkpoint: Path) -> dict[str,
     return {"model": outcome.model, **trained}
 
 
+def audit_config(config: TrainConfig) -> dict[str, object]:
+    """Audit a training algorithm before anything is released: the one-run canary audits of
+    ``config`` (its method, and without privacy) and the LOSS attack on the canary run's model.
+    Writes nothing; the result holds the claimed ε, the bounds and the attack."""
+    from deniable.auditing import audit
+
+    split = load_dataset(config.dataset, config.data_dir, seed=config.seed or 0)
+    outcome = audit(split, config, canaries=config.audit_canaries)
+    return {
+        "config": config.model_dump(mode="json"),
+        "claimed_epsilon": outcome.private.claimed_epsilon,
+        "delta": config.delta,
+        **outcome.to_dict(),
+    }
+
+
 def audit_run(run_dir: Path) -> dict[str, object]:
     """Audit a finished run again (its config, its checkpointed model); update result.json."""
     from deniable.auditing import audit
