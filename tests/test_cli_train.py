@@ -137,3 +137,22 @@ def test_secrets_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert row["epsilon"] > 0 and row["unit"] == "example"
     code, _, err = run(["secrets", "--text", str(text), "--template", "no blank"], capsys)
     assert code != 0 and len(err.strip().splitlines()) == 1 and "blank" in err
+
+
+def test_tracking_is_a_config_key_and_resuming_may_change_operational_keys(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`track` in the TOML file logs like --track; resuming with other operational keys (out,
+    track) is allowed, with another training key (learning_rate) it is refused."""
+    config = tmp_path / "run.toml"
+    config.write_text('model = "logreg"\nepochs = 1\nnoise_multiplier = 1.0\ntrack = ["jsonl"]\n')
+    run_dir = tmp_path / "run"
+    args = ["train", "--config", str(config), "--quiet", "--json"]
+    code, out, err = run([*args, "--run-dir", str(run_dir)], capsys)
+    assert code == 0, err
+    assert (run_dir / "metrics.jsonl").exists()
+    code, out, err = run([*args, "--resume", str(run_dir), "--out", str(tmp_path / "x")], capsys)
+    assert code == 0, err
+    assert json.loads(out)["resumed"] is True
+    code, _, err = run([*args, "--resume", str(run_dir), "--learning-rate", "0.5"], capsys)
+    assert code != 0 and "different config" in err and len(err.strip().splitlines()) == 1

@@ -291,8 +291,12 @@ def _train_options(
     out: Path | None,
     method: str | None = None,
     compare: str | None = None,
+    track: list[str] | None = None,
+    mlflow_uri: str | None = None,
 ) -> TrainConfig:
     overrides: dict[str, object] = {
+        "track": track or None,
+        "mlflow_uri": mlflow_uri,
         "method": method,
         "compare": None if compare is None else [m.strip() for m in compare.split(",") if m],
         "dataset": dataset,
@@ -353,7 +357,7 @@ TrackOpt = Annotated[
     typer.Option("--track", help="Log to jsonl, tensorboard or mlflow (repeatable)."),
 ]
 MlflowUriOpt = Annotated[
-    str, typer.Option("--mlflow-uri", help="MLflow tracking URI (with --track mlflow).")
+    str | None, typer.Option("--mlflow-uri", help="MLflow tracking URI (with --track mlflow).")
 ]
 
 
@@ -364,12 +368,10 @@ def _train_and_report(
     run_dir: Path | None,
     as_json: bool,
     quiet: bool,
-    track: list[str] | None = None,
-    mlflow_uri: str = "file:./mlruns",
 ) -> None:
-    """Train (and for ``run``: baseline and audit), then print the result; with ``track``, log
-    per-step and final metrics to the named trackers."""
-    if not track:
+    """Train (and for ``run``: baseline and audit), then print the result; with ``cfg.track``,
+    log per-step and final metrics to the named trackers."""
+    if not cfg.track:
         _train_and_report_untracked(
             cfg, baseline=baseline, run_dir=run_dir, as_json=as_json, quiet=quiet, tracker=None
         )
@@ -378,7 +380,7 @@ def _train_and_report(
     from deniable.tracking import open_tracker
 
     run_dir = run_dir if run_dir is not None else new_run_dir(cfg.out)
-    tracker = open_tracker(track, run_dir, mlflow_uri=mlflow_uri)
+    tracker = open_tracker(list(cfg.track), run_dir, mlflow_uri=cfg.mlflow_uri)
     try:
         _train_and_report_untracked(
             cfg, baseline=baseline, run_dir=run_dir, as_json=as_json, quiet=quiet, tracker=tracker
@@ -516,7 +518,7 @@ def run_cmd(
         bool | None, typer.Option("--audit/--no-audit", help="Run the canary audit (default on).")
     ] = None,
     track: TrackOpt = None,
-    mlflow_uri: MlflowUriOpt = "file:./mlruns",
+    mlflow_uri: MlflowUriOpt = None,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -525,6 +527,7 @@ def run_cmd(
     cfg = _train_options(
         config, dataset, data_dir, model, epochs, batch_size, learning_rate, max_grad_norm,
         noise_multiplier, target_epsilon, delta, sampling, seed, secure, out, method, compare,
+        track, mlflow_uri,
     )
     if audit is not None:
         cfg = cfg.model_copy(update={"audit": audit})
@@ -534,8 +537,6 @@ def run_cmd(
         run_dir=None,
         as_json=as_json,
         quiet=quiet,
-        track=track,
-        mlflow_uri=mlflow_uri,
     )
 
 
@@ -564,14 +565,15 @@ def train(
         Path | None, typer.Option("--run-dir", help="Start the run in this (empty) folder.")
     ] = None,
     track: TrackOpt = None,
-    mlflow_uri: MlflowUriOpt = "file:./mlruns",
+    mlflow_uri: MlflowUriOpt = None,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Train a private model only (no baseline); --resume continues a checkpointed run."""
     cfg = _train_options(
         config, dataset, data_dir, model, epochs, batch_size, learning_rate, max_grad_norm,
-        noise_multiplier, target_epsilon, delta, sampling, seed, secure, out, method,
+        noise_multiplier, target_epsilon, delta, sampling, seed, secure, out, method, None,
+        track, mlflow_uri,
     )
     if resume is not None and run_dir is not None:
         raise DeniableError("give --resume (an existing run) or --run-dir (a new one), not both")
@@ -591,8 +593,6 @@ def train(
         run_dir=target,
         as_json=as_json,
         quiet=quiet,
-        track=track,
-        mlflow_uri=mlflow_uri,
     )
 
 

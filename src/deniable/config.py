@@ -60,6 +60,9 @@ class TrainConfig(BaseModel):
     input_high: float = Field(1.0, description="data-independent upper clamp of every feature")
     input_label_share: float = Field(0.5, gt=0, lt=1, description="share of ε for the label")
     regularization: float = Field(0.01, gt=0, description="λ of output perturbation")
+    # Operations: where results go and how they are logged; they do not change the training.
+    track: tuple[str, ...] = Field((), description="jsonl, tensorboard, mlflow (checked on use)")
+    mlflow_uri: str = "file:./mlruns"
 
     @model_validator(mode="after")
     def _one_noise_source(self) -> TrainConfig:
@@ -119,6 +122,15 @@ def _validated(model: type[Config], data: dict[str, object]) -> Config:
         first = exc.errors()[0]
         key = ".".join(str(p) for p in first["loc"]) or "config"
         raise DeniableError(f"config key '{key}': {first['msg']}") from None
+
+
+OPERATIONAL_KEYS = frozenset({"out", "track", "mlflow_uri", "audit", "audit_canaries", "compare"})
+"""Keys that do not change what is trained: a run may be resumed with other values for them."""
+
+
+def training_keys(config: dict[str, object]) -> dict[str, object]:
+    """``config`` (a dumped TrainConfig) without :data:`OPERATIONAL_KEYS`."""
+    return {k: v for k, v in config.items() if k not in OPERATIONAL_KEYS}
 
 
 def load_config(path: Path | None, overrides: dict[str, object]) -> TrainConfig:

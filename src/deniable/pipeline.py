@@ -19,7 +19,7 @@ from torch import nn
 
 from deniable import __version__
 from deniable.accounting.calibrate import delta_warning
-from deniable.config import TrainConfig
+from deniable.config import TrainConfig, training_keys
 from deniable.data import Split, load_dataset
 from deniable.errors import DeniableError
 from deniable.evaluate import beyond_privacy_summary
@@ -72,7 +72,9 @@ def run(
     resume = checkpoint.exists()
     if resume:
         saved = load_checkpoint(checkpoint)["config"]
-        if saved != config.model_dump(mode="json"):
+        if not isinstance(saved, dict) or training_keys(saved) != training_keys(
+            config.model_dump(mode="json")
+        ):
             raise DeniableError(
                 f"{run_dir} was trained with a different config; resume it with the same one "
                 "or start a new run (its spent privacy stays recorded in the checkpoint)"
