@@ -37,7 +37,7 @@ def main() -> None:
         outcome = train_private(split, config.model_copy(update={"target_epsilon": eps}))
         rows.append({"epsilon": outcome.training.epsilon(config.delta).epsilon,
                      "test_accuracy": outcome.test_accuracy,
-                     **attribute_inference(outcome.training.model, split, "sex").to_dict()})
+                     **attribute_inference(outcome.model, split, "sex").to_dict()})
     print(json.dumps({"benchmark": "attribute-inference-adult-sex", "rows": rows}, indent=2))
 
 

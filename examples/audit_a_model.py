@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     private = train_private(audited, config)
     claimed = private.training.epsilon(args.delta).epsilon
     bound = one_run_lower_bound(
-        canary_scores(private.training.model, canaries),
+        canary_scores(private.model, canaries),
         canaries.included,
         delta=args.delta,
         confidence=0.95,
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         canary_scores(plain_model, canaries), canaries.included, delta=args.delta
     )
     # LOSS attack on the private model: real training examples vs test examples.
-    loss = attack_metrics(*loss_attack_scores(private.training.model, split))
+    loss = attack_metrics(*loss_attack_scores(private.model, split))
 
     print(
         f"claimed ε = {claimed:.3f} at δ = {args.delta:g}; test accuracy "

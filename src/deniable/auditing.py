@@ -122,7 +122,7 @@ def canary_audit(
         model, accuracy, claimed = trained.model, trained.test_accuracy, trained.claim.epsilon
     elif private:
         outcome = train_private(audited, config)
-        model, accuracy = outcome.training.model, outcome.test_accuracy
+        model, accuracy = outcome.model, outcome.test_accuracy
         claimed = outcome.training.epsilon(config.delta, config.accountant).epsilon
     else:
         model, accuracy, _ = train_baseline(audited, config)

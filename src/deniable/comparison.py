@@ -88,7 +88,7 @@ def _train(
     if method == "dpsgd":
         outcome = train_private(split, config)
         eps = outcome.training.epsilon(config.delta, config.accountant)
-        return outcome.training.model, {
+        return outcome.model, {
             "guarantee": "central-dp",
             "unit": outcome.training.tracker.unit,
             "epsilon": eps.epsilon,

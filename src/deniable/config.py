@@ -42,6 +42,10 @@ class TrainConfig(BaseModel):
     microbatch_size: int | None = Field(None, ge=1)
     physical_batch_size: int | None = Field(None, ge=1)
     seed: int | None = 0
+    augmentation: Literal["none", "shift", "crop-flip"] = "none"
+    augmentation_multiplicity: int = Field(1, ge=1, description="K augmented copies per example")
+    augmentation_pad: int = Field(2, ge=0, description="pixels of padding before the crop")
+    ema_decay: float | None = Field(None, gt=0, lt=1, description="parameter averaging decay")
     baseline_epochs: float | None = Field(None, gt=0)
     baseline_learning_rate: float = Field(0.1, gt=0)
     out: Path = Path("runs")

@@ -25,7 +25,11 @@ from deniable.errors import DeniableError
 from deniable.evaluate import beyond_privacy_summary
 from deniable.models import build_model
 from deniable.report import render_report
-from deniable.train.checkpoint import load_checkpoint, save_model_checkpoint
+from deniable.train.checkpoint import (
+    load_checkpoint,
+    reported_model_state,
+    save_model_checkpoint,
+)
 from deniable.train.trainer import StepHook, train_baseline, train_private
 
 Progress = Callable[[int, int], None]
@@ -148,7 +152,7 @@ def _dpsgd(
     )
     eps = private.training.epsilon(config.delta, config.accountant)
     return {
-        "model": private.training.model,
+        "model": private.model,
         "method": "dpsgd",
         "guarantee": "central-dp",
         "epsilon": eps.epsilon,
@@ -176,7 +180,7 @@ def _placement(split: Split, config: TrainConfig, checkpoint: Path) -> dict[str,
         saved = state["extra"]
         assert isinstance(saved, dict)
         model = build_model(model_name(config), split.feature_shape, split.num_classes)
-        model.load_state_dict(state["training"]["model"])  # type: ignore[index]
+        model.load_state_dict(reported_model_state(state))
         return {"model": model, **saved}
     outcome = train_method(split, config)
     claim = outcome.claim.to_dict()
@@ -232,7 +236,7 @@ def audit_run(run_dir: Path) -> dict[str, object]:
     if result.get("guarantee", "central-dp") != "central-dp":
         raise DeniableError(AUDIT_SKIPPED.format(guarantee=result["guarantee"]))
     model = build_model(model_name(config), split.feature_shape, split.num_classes)
-    model.load_state_dict(state["training"]["model"])  # type: ignore[index]
+    model.load_state_dict(reported_model_state(state))
     outcome = audit(split, config, model, canaries=config.audit_canaries)
     result["audit_epsilon_lower_bound"] = outcome.epsilon_lower_bound
     result["audit"] = outcome.to_dict()

@@ -112,5 +112,5 @@ def _train(split: Split, config: TrainConfig, sigma: float | None) -> _Trained:
     run = train_private(split, TrainConfig.model_validate(settings))
     spent = run.training.epsilon(config.delta, config.accountant)
     return _Trained(
-        run.training.model, run.test_accuracy, spent.epsilon, spent.delta, spent.relation
+        run.model, run.test_accuracy, spent.epsilon, spent.delta, spent.relation
     )

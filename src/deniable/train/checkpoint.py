@@ -79,3 +79,14 @@ def resume(path: Path, training: PrivateTraining) -> dict[str, object]:
     extra = state.get("extra", {})
     assert isinstance(extra, dict)
     return extra
+
+
+def reported_model_state(state: dict[str, object]) -> dict[str, torch.Tensor]:
+    """The state dict of the model a run reported (and audits/evaluations must reload): the
+    parameter average when the run kept one, else the trained model."""
+    extra = state.get("extra")
+    if isinstance(extra, dict) and isinstance(extra.get("reported_model"), dict):
+        return extra["reported_model"]
+    training = state["training"]
+    assert isinstance(training, dict)
+    return training["model"]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -32,6 +32,7 @@ from deniable.errors import (
     check_positive,
 )
 from deniable.events import PrivacyEvent, SelfComposedEvent
+from deniable.train.augment import Augmentation
 from deniable.train.dp_step import Clipping, LossFn, StepStats, noisy_gradient, step_event
 from deniable.train.noise import NoiseSource
 from deniable.train.privacy_tracker import PrivacyTracker
@@ -67,6 +68,8 @@ class PrivateTraining:
         noise: NoiseSource,
         unit_name: str = "example",
         physical_batch_units: int | None = None,
+        augmentation: Augmentation | None = None,
+        augmentation_seed: int = 0,
     ) -> None:
         self.model = model
         self.optimizer = optimizer
@@ -79,6 +82,8 @@ class PrivateTraining:
         self.noise_multiplier = noise_multiplier
         self.noise = noise
         self.physical_batch_units = physical_batch_units
+        self.augmentation = augmentation
+        self._augment_rng = torch.Generator().manual_seed(augmentation_seed)
         self.tracker = PrivacyTracker(sampler.relation, unit_name)
         self.steps_done = 0
         self._drawn = 0
@@ -115,18 +120,28 @@ class PrivateTraining:
                 "take batches from this training's batches() in order"
             )
         self.model.train()
+        inputs, targets, units, loss_fn = batch.inputs, batch.targets, batch.units, self.loss_fn
+        copies = 1 if self.augmentation is None else self.augmentation.multiplicity
+        if self.augmentation is not None:
+            inputs, targets, units = self.augmentation.expand(
+                inputs, targets, units, self._augment_rng
+            )
+            # each unit's gradient is then the mean over its K copies (see train.augment)
+            loss_fn = _scaled_loss(self.loss_fn, 1.0 / copies)
         grads, stats = noisy_gradient(
             self.model,
-            self.loss_fn,
-            batch.inputs,
-            batch.targets,
-            batch.units,
+            loss_fn,
+            inputs,
+            targets,
+            units,
             clipping=self.clipping,
             noise_multiplier=self.noise_multiplier,
             expected_batch_units=self.sampler.expected_batch_units,
             noise=self.noise,
             physical_batch_units=self.physical_batch_units,
         )
+        if copies > 1:
+            stats = replace(stats, loss=stats.loss * copies)
         self.tracker.record(self.step_event())
         for name, param in self.model.named_parameters():
             if name in grads:
@@ -148,6 +163,7 @@ class PrivateTraining:
             "noise": self.noise.state_dict(),
             "tracker": self.tracker.state_dict(),
             "steps_done": self.steps_done,
+            "augmentation_rng": self._augment_rng.get_state(),
         }
 
     def load_state_dict(self, state: dict[str, object]) -> None:
@@ -156,10 +172,19 @@ class PrivateTraining:
         self.sampler.load_state_dict(state["sampler"])  # type: ignore[arg-type]
         self.noise.load_state_dict(state["noise"])  # type: ignore[arg-type]
         self.tracker.load_state_dict(state["tracker"])  # type: ignore[arg-type]
+        if "augmentation_rng" in state:
+            self._augment_rng.set_state(state["augmentation_rng"])  # type: ignore[arg-type]
         steps = state["steps_done"]
         assert isinstance(steps, int)
         self.steps_done = steps
         self._drawn = steps
+
+
+def _scaled_loss(loss_fn: LossFn, factor: float) -> LossFn:
+    def scaled(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return loss_fn(outputs, targets) * factor
+
+    return scaled
 
 
 def default_accountant(sampler: Sampler) -> str:
@@ -187,6 +212,7 @@ def make_private(
     physical_batch_size: int | None = None,
     seed: int | None = None,
     allow_unverified_layers: bool = False,
+    augmentation: Augmentation | None = None,
 ) -> PrivateTraining:
     """Build a :class:`PrivateTraining` over in-memory tensors.
 
@@ -194,6 +220,8 @@ def make_private(
     Give ``noise_multiplier``, or ``target_epsilon`` with ``delta`` and ``epochs`` to calibrate
     it. ``keys`` (one per example) makes the privacy unit the key (user-level DP).
     ``seed=None`` draws sampling and noise seeds from the OS CSPRNG (secure mode).
+    ``augmentation`` (:class:`~deniable.train.augment.Augmentation`) turns on augmentation
+    multiplicity: same event, each unit's gradient the mean over its augmented copies.
     """
     units = checked_units(model, inputs, targets, keys, batch_size, allow_unverified_layers)
     count = units.num_units
@@ -220,6 +248,8 @@ def make_private(
         noise=NoiseSource(None if seed is None else seed + 1),
         unit_name="example" if keys is None else "key",
         physical_batch_units=physical_batch_size,
+        augmentation=augmentation,
+        augmentation_seed=sampler_seed + 2,
     )
 
 

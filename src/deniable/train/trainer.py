@@ -19,8 +19,10 @@ from torch import nn
 from deniable.config import TrainConfig
 from deniable.data import ArrayDataset, Split
 from deniable.models import build_model
+from deniable.train.augment import Augmentation
 from deniable.train.checkpoint import resume, save_checkpoint
 from deniable.train.dp_step import StepStats
+from deniable.train.ema import ParameterAverage
 from deniable.train.private import PrivateTraining, make_private
 
 Progress = Callable[[int, int], None]
@@ -35,6 +37,14 @@ class PrivateOutcome:
     test_accuracy: float
     train_accuracy: float
     epsilon_curve: list[dict[str, float]] = field(default_factory=list)
+    average: ParameterAverage | None = None
+
+    @property
+    def model(self) -> nn.Module:
+        """The reported model: the parameter average when the config asks for one (``ema_decay``),
+        else the last iterate."""
+        model = self.training.model
+        return model if self.average is None else self.average.averaged(model)
 
 
 def _optimizer(model: nn.Module, config: TrainConfig, lr: float) -> torch.optim.Optimizer:
@@ -91,18 +101,25 @@ def train_private(
         microbatch_size=config.microbatch_size,
         physical_batch_size=config.physical_batch_size,
         seed=config.seed,
+        augmentation=augmentation(config),
     )
     total = math.ceil(config.epochs / training.sample_rate)
     per_epoch = training.steps_per_epoch
-    outcome = PrivateOutcome(training, 0.0, 0.0)
+    average = None if config.ema_decay is None else ParameterAverage(model, config.ema_decay)
+    outcome = PrivateOutcome(training, 0.0, 0.0, average=average)
     saved_config = config.model_dump(mode="json")
     if checkpoint is not None and checkpoint.exists():
-        curve = resume(checkpoint, training).get("epsilon_curve", [])
+        extra = resume(checkpoint, training)
+        curve = extra.get("epsilon_curve", [])
         assert isinstance(curve, list)
         outcome.epsilon_curve = curve
+        if average is not None:
+            average.load_state_dict(extra["ema"])  # type: ignore[arg-type]
     remaining = total - training.steps_done
     for batch in training.batches(steps=remaining) if remaining > 0 else ():
         stats = training.step(batch)
+        if average is not None:
+            average.update(model)
         done = training.steps_done
         if progress is not None:
             progress(done, total)
@@ -116,14 +133,32 @@ def train_private(
             on_step(done, stats, spent)
         every = config.checkpoint_every
         if checkpoint is not None and every and done % every == 0:
-            extra: dict[str, object] = {"epsilon_curve": outcome.epsilon_curve}
-            save_checkpoint(checkpoint, training, saved_config, extra)
+            save_checkpoint(checkpoint, training, saved_config, _extra(outcome))
     if checkpoint is not None:
-        extra = {"epsilon_curve": outcome.epsilon_curve}
-        save_checkpoint(checkpoint, training, saved_config, extra)
-    outcome.test_accuracy = accuracy(model, split.test)
-    outcome.train_accuracy = accuracy(model, split.train)
+        save_checkpoint(checkpoint, training, saved_config, _extra(outcome))
+    reported = outcome.model
+    outcome.test_accuracy = accuracy(reported, split.test)
+    outcome.train_accuracy = accuracy(reported, split.train)
     return outcome
+
+
+def augmentation(config: TrainConfig) -> Augmentation | None:
+    """The config's augmentation multiplicity, or None for plain DP-SGD."""
+    if config.augmentation == "none" and config.augmentation_multiplicity == 1:
+        return None
+    return Augmentation(
+        config.augmentation, config.augmentation_multiplicity, config.augmentation_pad
+    )
+
+
+def _extra(outcome: PrivateOutcome) -> dict[str, object]:
+    """What a checkpoint carries besides the training state: the ε curve, and with averaging
+    the average's state and the reported (averaged) model for audits and evaluations."""
+    extra: dict[str, object] = {"epsilon_curve": outcome.epsilon_curve}
+    if outcome.average is not None:
+        extra["ema"] = outcome.average.state_dict()
+        extra["reported_model"] = outcome.average.average
+    return extra
 
 
 def train_baseline(split: Split, config: TrainConfig) -> tuple[nn.Module, float, float]:
