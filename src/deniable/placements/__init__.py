@@ -7,6 +7,8 @@
 - :mod:`~deniable.placements.input_perturbation`: noise on each record (local DP).
 - :mod:`~deniable.placements.output_perturbation`: noise on a convex model's minimiser
   (central DP).
+- :mod:`~deniable.placements.objective_perturbation`: a random linear term in a convex model's
+  objective (central DP).
 - :mod:`~deniable.placements.noise_layer`: noise on a layer's activations at inference (local DP
   of each forward-pass input).
 
@@ -29,6 +31,12 @@ from deniable.placements.input_perturbation import (
 from deniable.placements.label_dp import LabelRelease, best_top_k, randomize_labels, rr_with_prior
 from deniable.placements.label_dp_training import LabelDpTraining, train_label_dp
 from deniable.placements.noise_layer import NoiseLayer, insert_noise_layer
+from deniable.placements.objective_perturbation import (
+    ObjectiveNoise,
+    objective_noise_parameters,
+    objective_perturbation,
+    perturbed_logistic_regression,
+)
 from deniable.placements.output_perturbation import (
     ConvexRelease,
     Sensitivity,
@@ -45,6 +53,7 @@ __all__ = [
     "LabelRelease",
     "LocalRelease",
     "NoiseLayer",
+    "ObjectiveNoise",
     "PrivacyClaim",
     "Sensitivity",
     "best_top_k",
@@ -55,8 +64,11 @@ __all__ = [
     "gaussian_features",
     "insert_noise_layer",
     "laplace_features",
+    "objective_noise_parameters",
+    "objective_perturbation",
     "output_perturbation",
     "output_perturbation_gaussian",
+    "perturbed_logistic_regression",
     "predict_proba",
     "randomize_categories",
     "randomize_labels",
