@@ -16,8 +16,9 @@ learning with PATE", ICLR; Appendix A):
   depends on the private votes, so **the ε it gives is itself private information and must not be
   published as it is**: Papernot et al. release it through the smooth-sensitivity mechanism
   (their Appendix B: Gaussian noise scaled by the smooth sensitivity of the cost, whose own RDP
-  is added). That release is **not implemented here**, so every result carries
-  ``publishable=False`` and its ε is for analysis only; publish the data-independent ε.
+  is added). Results here carry ``publishable=False``: their ε is for analysis only. Publish the
+  data-independent ε, or release the data-dependent one through
+  :func:`deniable.placements.pate.smooth_sensitivity.publish_data_dependent_rdp`.
 - GNMax with noise σ on the histogram is λ/σ²-RDP for every λ (data-independent; Prop. 8: the
   Gaussian mechanism with L2 sensitivity √2 gives λ·2/(2σ²)).
 - Prop. 7: q = Pr[GNMax(D) ≠ argmax] ≤ q̃ = Σ_{i≠i*} Pr[N(0, 2σ²) ≥ n_{i*} − n_i] (a union
@@ -56,9 +57,9 @@ from deniable.events import Neighbouring
 
 NOT_PUBLISHABLE = (
     "data-dependent: this epsilon is a function of the private teacher votes and is not "
-    "differentially private itself; not for publication (a release needs the smooth-sensitivity "
-    "mechanism of Papernot et al. 2018, Appendix B, not implemented here); publish the "
-    "data-independent epsilon"
+    "differentially private itself; not for publication: publish the data-independent epsilon, or "
+    "release this one with the smooth-sensitivity mechanism (Papernot et al. 2018, Appendix B: "
+    "deniable.placements.pate.smooth_sensitivity.publish_data_dependent_rdp)"
 )
 
 

@@ -56,7 +56,8 @@ class PateResult:
     def data_dependent_rdp(self, orders: Orders = DEFAULT_ORDERS) -> DataDependentRdp:
         """The data-dependent RDP curve on the actual votes (Papernot et al. 2018). Its ε is a
         function of private data: ``publishable`` is False (the smooth-sensitivity release that
-        would make it publishable is not implemented); publish :meth:`epsilon`."""
+        would make it publishable is :func:`~deniable.placements.pate.smooth_sensitivity.
+        publish_data_dependent_rdp`); else publish :meth:`epsilon`."""
         return self.aggregator.data_dependent_rdp(self.votes, self.aggregation, orders)
 
 
