@@ -36,15 +36,13 @@ from deniable.features.pipeline import (
     scatter_images,
     train_on_scattering,
 )
+from deniable.recipes import PUBLIC_NORM_CLIPS
 
 # Per dataset: batch size, learning rate, normalisation (Tramèr & Boneh's README).
 DEFAULTS = {
     "mnist": {"batch_size": 4096, "learning_rate": 8.0, "normalization": "private"},
     "fashion-mnist": {"batch_size": 8192, "learning_rate": 16.0, "normalization": "group"},
 }
-# Clipping bounds for the private normalisation: the medians of the per-example mean and
-# mean-square norms on the other dataset (public with respect to this one), rounded.
-PUBLIC_CLIPS = {"mnist": (0.30, 0.15), "fashion-mnist": (0.175, 0.054)}
 # Published test accuracy at ε = 3, δ = 1e-5 (Tramèr & Boneh 2021, Table 1).
 PUBLISHED = {
     ("mnist", "linear"): 0.987,
@@ -59,7 +57,7 @@ def normalization(args: argparse.Namespace) -> Normalization:
     if kind == "group":
         return GroupNormalization(args.groups)
     if kind == "private":
-        mean_clip, square_clip = PUBLIC_CLIPS[args.dataset]
+        mean_clip, square_clip = PUBLIC_NORM_CLIPS[args.dataset]
         return PrivateNormalization(
             mean_clip=args.norm_clip_mean or mean_clip,
             square_clip=args.norm_clip_square or square_clip,

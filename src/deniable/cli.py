@@ -641,6 +641,56 @@ def audit_cmd(
     console.print(line)
 
 
+@app.command(name="recipes")
+def recipes_cmd(
+    name: Annotated[str | None, typer.Argument(help="A recipe; none lists them all.")] = None,
+    run_it: Annotated[bool, typer.Option("--run", help="Run the recipe (else show it).")] = False,
+    epsilon: Annotated[
+        float | None, typer.Option("--epsilon", help="Target ε (default: the recipe's).")
+    ] = None,
+    epochs: Annotated[float | None, typer.Option("--epochs", help="Override the epochs.")] = None,
+    data_dir: DataDirOpt = None,
+    out: Annotated[Path, typer.Option("--out", help="Folder for runs/<id>/.")] = Path("runs"),
+    as_json: JsonOpt = False,
+) -> None:
+    """Settings that reproduce published results, with the published and our measured accuracy."""
+    from deniable.recipes import RECIPES, get_recipe, run_recipe
+
+    if name is None:
+        if as_json:
+            print(json.dumps([r.describe() for r in RECIPES.values()]))
+            return
+        table = Table(title="deniable recipes (test accuracy by ε)")
+        table.add_column("recipe", no_wrap=True)
+        for column in ("data", "paper", "published", "measured here"):
+            table.add_column(column)
+        for r in RECIPES.values():
+            described = r.describe()
+            table.add_row(
+                r.name, r.dataset, r.paper, _by_epsilon(described["published"]),
+                _by_epsilon(described["measured"]),
+            )  # fmt: skip
+        console.print(table)
+        return
+    recipe = get_recipe(name)
+    if not run_it:
+        print(json.dumps(recipe.describe(), indent=None if as_json else 2))
+        return
+    result = run_recipe(name, epsilon=epsilon, epochs=epochs, data_dir=data_dir, out=out)
+    if as_json:
+        print(json.dumps(result, default=str))
+        return
+    console.print(
+        f"{name}: test accuracy {result['test_accuracy']:.2%} at ε = {result['epsilon']:.3f} "
+        f"(δ = {result['delta']:g}); result in {result['run_dir']}"
+    )
+
+
+def _by_epsilon(values: object) -> str:
+    assert isinstance(values, dict)
+    return ", ".join(f"ε={k}: {v:.2%}" for k, v in values.items()) or "—"
+
+
 @app.command(name="report")
 def report_cmd(
     run_dir: Annotated[Path, typer.Argument(help="Folder of a finished run (runs/<id>).")],
