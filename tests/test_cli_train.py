@@ -127,16 +127,50 @@ def test_secrets_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
             "1.0",
             "--steps",
             "5",
+            "--out",
+            str(tmp_path / "runs"),
             "--json",
         ],
         capsys,
     )
     assert code == 0, err
-    row = json.loads(out)
+    document = json.loads(out)
+    (row,) = document["rows"]
     assert 0 <= row["exposure"] <= row["max_exposure"] == pytest.approx(np.log2(100))
     assert row["epsilon"] > 0 and row["unit"] == "example"
+    assert json.loads((Path(document["run_dir"]) / "secrets.json").read_text()) == document
+    assert document["plots"] == []  # one point: nothing to plot
     code, _, err = run(["secrets", "--text", str(text), "--template", "no blank"], capsys)
     assert code != 0 and len(err.strip().splitlines()) == 1 and "blank" in err
+    code, _, err = run(["secrets", "--text", str(text), "--repeats", "1,x"], capsys)
+    assert code != 0 and len(err.strip().splitlines()) == 1 and "--repeats" in err
+
+
+def test_secrets_grid_writes_its_table_and_plots(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """r ∈ {1, 2}, σ ∈ {0, 1}, both units: 2 non-private + 4 DP rows; plots of exposure vs r
+    (for σ = 1, with the non-private stars) and vs σ (for each r) in the run folder."""
+    text = tmp_path / "t.txt"
+    text.write_text("to be or not to be, that is the question. " * 60)
+    args = ["secrets", "--text", str(text), "--template", "pin __", "--repeats", "1,2"]
+    args += ["--noise-multiplier", "0,1", "--unit", "example,user", "--steps", "3"]
+    code, out, err = run([*args, "--out", str(tmp_path / "runs"), "--json"], capsys)
+    assert code == 0, err
+    document = json.loads(out)
+    rows = document["rows"]
+    assert len(rows) == 6
+    assert {(r["repeats"], r["noise_multiplier"], r["unit"]) for r in rows if r["epsilon"]} == {
+        (r, 1.0, u) for r in (1, 2) for u in ("example", "user")
+    }
+    names = sorted(Path(p).name for p in document["plots"])
+    assert names == [
+        "exposure_vs_insertions_sigma1.png",
+        "exposure_vs_sigma_r1.png",
+        "exposure_vs_sigma_r2.png",
+    ]
+    for path in document["plots"]:
+        assert Path(path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_tracking_is_a_config_key_and_resuming_may_change_operational_keys(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.console import Console
@@ -29,6 +29,11 @@ from deniable.events import (
     SelfComposedEvent,
 )
 from deniable.tracking.base import Tracker
+
+if TYPE_CHECKING:
+    from deniable.text.experiments import SecretSharerRow
+
+T = TypeVar("T")
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -710,29 +715,38 @@ def secrets_cmd(
     secret: Annotated[
         str | None, typer.Option("--secret", help="The filled secret (default: random).")
     ] = None,
-    repeats: Annotated[int, typer.Option("--repeats", help="Insertions of the secret r.")] = 4,
+    repeats: Annotated[
+        str, typer.Option("--repeats", help="Insertions r of the secret; a comma list for a grid.")
+    ] = "4",
     noise_multiplier: Annotated[
-        float, typer.Option("--noise-multiplier", help="σ; 0 trains without privacy.")
-    ] = 1.0,
-    unit: Annotated[str, typer.Option("--unit", help="example or user (all r one unit).")] = (
-        "example"
-    ),
+        str, typer.Option("--noise-multiplier", help="σ (0: no privacy); a comma list for a grid.")
+    ] = "1.0",
+    unit: Annotated[
+        str, typer.Option("--unit", help="example, user (all r one unit), or both: example,user.")
+    ] = "example",
     model: Annotated[str, typer.Option("--model", help="lstm or transformer.")] = "transformer",
     steps: Annotated[int, typer.Option("--steps", help="Training steps.")] = 300,
     max_chars: Annotated[
         int | None, typer.Option("--max-chars", help="Use only the first N characters.")
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed (canary choice, data, noise).")] = 0,
+    out: Annotated[Path, typer.Option("--out", help="Folder for runs/<id>/.")] = Path("runs"),
+    quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Secret sharer (Carlini et al. 2019): insert a secret r times, train, measure its exposure
-    and try to extract it."""
+    and try to extract it; a grid of r, σ and units writes its table and plots to runs/<id>/."""
+    from deniable.pipeline import new_run_dir
     from deniable.text.canary import CanaryFormat
     from deniable.text.chars import read_text
-    from deniable.text.experiments import SecretSharerSetup, run_secret_sharer
+    from deniable.text.experiments import SecretSharerSetup
+    from deniable.text.run import secret_sharer_run
 
-    if unit not in ("example", "user"):
-        raise InvalidParameterError("--unit", unit, "example or user")
+    units = _list("--unit", unit, str)
+    if any(u not in ("example", "user") for u in units):
+        raise InvalidParameterError("--unit", unit, "example, user or example,user")
+    counts = _list("--repeats", repeats, int)
+    sigmas = _list("--noise-multiplier", noise_multiplier, float)
     fmt = CanaryFormat(template)
     setup = SecretSharerSetup(
         text=read_text(text, max_chars=max_chars),
@@ -742,16 +756,36 @@ def secrets_cmd(
         steps=steps,
         seed=seed,
     )
-    row = run_secret_sharer(setup, repeats=repeats, noise_multiplier=noise_multiplier, unit=unit)
-    out = row.to_dict()
+
+    def show(row: SecretSharerRow) -> None:
+        if as_json or quiet:
+            return
+        eps = "∞ (no DP)" if row.epsilon is None else f"{row.epsilon:.3f} at δ = {row.delta:g}"
+        console.print(
+            f"r = {row.repeats}, σ = {row.noise_multiplier:g} ({row.unit}): exposure "
+            f"{row.exposure:.2f} of {row.max_exposure:.2f} bits (rank {row.rank:g}); extracted: "
+            f"greedy {row.greedy_extracted}, beam {row.beam_extracted}; ε = {eps}"
+        )
+
+    document = secret_sharer_run(
+        setup, new_run_dir(out), repeats=counts, noise_multipliers=sigmas, units=units,
+        progress=show,
+    )  # fmt: skip
     if as_json:
-        print(json.dumps(out))
-        return
-    eps = "∞ (no DP)" if row.epsilon is None else f"{row.epsilon:.3f} at δ = {row.delta:g}"
-    console.print(
-        f"exposure {row.exposure:.2f} of {row.max_exposure:.2f} bits (rank {row.rank:g}); "
-        f"extracted: greedy {row.greedy_extracted}, beam {row.beam_extracted}; ε = {eps}"
-    )
+        print(json.dumps(document))
+    elif not quiet:
+        console.print(f"table and plots in {document['run_dir']}")
+
+
+def _list(flag: str, text: str, kind: type[T]) -> list[T]:
+    """A comma-separated flag value as a list of ``kind``; one-line error otherwise."""
+    try:
+        values = [kind(part.strip()) for part in text.split(",") if part.strip()]  # type: ignore[call-arg]
+    except ValueError:
+        raise InvalidParameterError(flag, text, f"a comma list of {kind.__name__}") from None
+    if not values:
+        raise InvalidParameterError(flag, text, "at least one value")
+    return values
 
 
 @app.command()

@@ -313,9 +313,12 @@ def exposure_vs_sigma(
     return replace(table, plot=plot_exposure(table, plot_dir, x="noise_multiplier"))
 
 
-def plot_exposure(table: ExposureTable, directory: str | Path, *, x: str) -> Path:
+def plot_exposure(
+    table: ExposureTable, directory: str | Path, *, x: str, name: str | None = None
+) -> Path:
     """Exposure against ``x`` ("repeats" or "noise_multiplier"), one line per privacy unit,
-    non-private runs as stars, the maximum log₂|R| dashed; a PNG in ``directory`` (Agg)."""
+    non-private runs as stars, the maximum log₂|R| dashed; a PNG in ``directory`` (Agg), called
+    ``name`` (default ``exposure_vs_insertions.png`` or ``exposure_vs_sigma.png``)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -343,6 +346,6 @@ def plot_exposure(table: ExposureTable, directory: str | Path, *, x: str) -> Pat
     axes.set_ylim(bottom=0)
     axes.legend(fontsize="small")
     figure.tight_layout()
-    path = out / f"exposure_vs_{'insertions' if x == 'repeats' else 'sigma'}.png"
+    path = out / (name or f"exposure_vs_{'insertions' if x == 'repeats' else 'sigma'}.png")
     figure.savefig(path, dpi=120)
     return path
