@@ -238,9 +238,11 @@ def _train(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, steps:
 @pytest.mark.parametrize("name", ["lstm", "transformer"])
 def test_skew_normal_estimate_is_within_one_bit_of_exact(shakespeare: str, name: str) -> None:
     """|R| = 10³ and 20 000 sampled candidates: for secrets of rank 10 to 700 (exposure 6.6 to
-    0.5 bits) the extrapolation is within 1 bit of enumeration. (At rank 1 to 3 the exact
-    exposure is the discrete top of the scale and the fitted tail lies up to ~2 bits below it,
-    as Carlini et al. note for the extreme tail.)"""
+    0.5 bits) the extrapolation is within 1 bit of enumeration. At rank 1 to 3 the exact
+    exposure is the discrete top of the scale (9.97, 8.97, 8.38 bits) and the fitted tail lies
+    below it: 8.23 / 8.17 / 7.42 (LSTM) and 8.07 / 7.58 / 7.34 (transformer) with this seed, i.e.
+    the extrapolation underestimates the most exposed secrets by up to 1.9 bits — a conservative
+    error for an attacker's measure, which Carlini et al. note for the extreme tail."""
     fmt = CanaryFormat("my pin is ___")
     vocab = Vocabulary.from_text(shakespeare, fmt.prefix, fmt.alphabet)
     data = windows(vocab.encode(shakespeare), 32)
@@ -251,12 +253,15 @@ def test_skew_normal_estimate_is_within_one_bit_of_exact(shakespeare: str, name:
     order = np.argsort(scores)
     # The sample estimated_exposure draws (seed 0), scored once from the enumeration.
     sample = scores[np.random.default_rng(0).integers(0, fmt.space_size, size=20_000)]
-    for rank in (10, 30, 100, 300, 700):
+    for rank in (1, 2, 3, 10, 30, 100, 300, 700):
         index = int(order[rank - 1])
         exact = exact_exposure(scores[index], np.delete(scores, index))
         estimate = skew_normal_exposure(scores[index], sample, fmt.space_size)
         assert exact.rank == rank
-        assert abs(estimate.exposure - exact.exposure) < 1.0, (rank, exact, estimate)
+        if rank <= 3:
+            assert 0.0 < exact.exposure - estimate.exposure < 2.0, (rank, exact, estimate)
+        else:
+            assert abs(estimate.exposure - exact.exposure) < 1.0, (rank, exact, estimate)
     secret = fmt.candidate(int(order[29]))
     exact = measure_exposure(model, vocab, fmt, secret)
     estimate = measure_exposure(model, vocab, fmt, secret, exact_limit=999, samples=20_000)
