@@ -10,8 +10,11 @@ subprocess so its peak RSS (ru_maxrss) is its own. Modes:
   (bench-only dependency).
 
 Prints one JSON object with examples/s, peak RSS and the ratios (deniable / nonprivate,
-deniable / opacus). Models: ``mnist-cnn`` (the Papernot et al. CNN on 28×28) and ``transformer``
-(2-layer encoder, d=64, 4 heads, seq 32, vocabulary 1000, mean-pooled classifier).
+deniable / opacus). Models: ``mnist-cnn`` (the Papernot et al. CNN on 28×28), ``transformer``
+(2-layer encoder, d=64, 4 heads, seq 32, vocabulary 1000, mean-pooled classifier) and
+``char-lstm`` (embedding 32, one LSTM layer of 128, seq 32, vocabulary 64, last-state
+classifier): non-private with the fused nn.LSTM, deniable with its DPLSTM (Linear layers, ghost
+clipping), Opacus with its own DPLSTM (required by Opacus for LSTMs).
 
     .venv/bin/python benchmarks/throughput.py [--batch-size 256] [--steps 5]
 """
@@ -30,7 +33,7 @@ import torch
 from torch import nn
 
 MODES = ("nonprivate", "deniable", "opacus_hooks", "opacus_ghost")
-MODELS = ("mnist-cnn", "transformer")
+MODELS = ("mnist-cnn", "transformer", "char-lstm")
 
 
 class TinyTransformer(nn.Module):
@@ -45,8 +48,35 @@ class TinyTransformer(nn.Module):
         return self.head(self.encoder(self.embed(x)).mean(dim=1))
 
 
-def build(name: str, batch: int) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+class CharLSTMClassifier(nn.Module):
+    def __init__(
+        self, lstm: nn.Module, vocab: int = 64, embed: int = 32, hidden: int = 128
+    ) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, embed)
+        self.lstm = lstm
+        self.head = nn.Linear(hidden, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.lstm(self.embed(x))[0][:, -1])
+
+
+def build(
+    name: str, batch: int, mode: str = "nonprivate"
+) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     torch.manual_seed(0)
+    if name == "char-lstm":
+        lstm: nn.Module = nn.LSTM(32, 128, batch_first=True)
+        if mode == "deniable":
+            from deniable.models.lstm import DPLSTM
+
+            lstm = DPLSTM.from_lstm(lstm)  # type: ignore[arg-type]
+        elif mode.startswith("opacus"):
+            from opacus.layers import DPLSTM as OPACUS_DPLSTM
+
+            lstm = OPACUS_DPLSTM(32, 128, batch_first=True)
+        model = CharLSTMClassifier(lstm)
+        return model, torch.randint(0, 64, (batch, 32)), torch.randint(0, 2, (batch,))
     if name == "mnist-cnn":
         from deniable.models import build_model
 
@@ -57,7 +87,7 @@ def build(name: str, batch: int) -> tuple[nn.Module, torch.Tensor, torch.Tensor]
 
 
 def run_one(name: str, mode: str, batch: int, steps: int) -> dict[str, float | str]:
-    model, x, y = build(name, batch)
+    model, x, y = build(name, batch, mode)
     loss_fn = nn.functional.cross_entropy
     step = _step_function(model, x, y, loss_fn, mode, batch)
     step()  # warm-up (and torch.func / hook set-up)
@@ -94,8 +124,15 @@ def _step_function(model, x, y, loss_fn, mode, batch):  # type: ignore[no-untype
 
         def step() -> None:
             grads, _ = noisy_gradient(
-                model, loss_fn, x, y, units, clipping=Clipping(1.0), noise_multiplier=1.0,
-                expected_batch_units=float(batch), noise=noise,
+                model,
+                loss_fn,
+                x,
+                y,
+                units,
+                clipping=Clipping(1.0),
+                noise_multiplier=1.0,
+                expected_batch_units=float(batch),
+                noise=noise,
             )
             for name, p in model.named_parameters():
                 p.grad = grads[name]
@@ -112,8 +149,12 @@ def _step_function(model, x, y, loss_fn, mode, batch):  # type: ignore[no-untype
     ghost = mode == "opacus_ghost"
     criterion = nn.CrossEntropyLoss()
     made = engine.make_private(
-        module=model, optimizer=opt, data_loader=loader, noise_multiplier=1.0,
-        max_grad_norm=1.0, poisson_sampling=False,
+        module=model,
+        optimizer=opt,
+        data_loader=loader,
+        noise_multiplier=1.0,
+        max_grad_norm=1.0,
+        poisson_sampling=False,
         grad_sample_mode="ghost" if ghost else "hooks",
         **({"criterion": criterion} if ghost else {}),
     )
@@ -145,9 +186,22 @@ def main() -> None:
     for name in MODELS:
         for mode in MODES:
             done = subprocess.run(
-                [sys.executable, __file__, "--one", name, mode, "--threads", str(args.threads),
-                 "--batch-size", str(args.batch_size), "--steps", str(args.steps)],
-                capture_output=True, text=True, check=False,
+                [
+                    sys.executable,
+                    __file__,
+                    "--one",
+                    name,
+                    mode,
+                    "--threads",
+                    str(args.threads),
+                    "--batch-size",
+                    str(args.batch_size),
+                    "--steps",
+                    str(args.steps),
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
             )
             if done.returncode != 0:
                 error = (done.stderr.strip().splitlines() or ["failed"])[-1]
@@ -168,15 +222,20 @@ def main() -> None:
                 ratios[f"{name}: deniable/{other} memory"] = (
                     ours["peak_rss_mb"] / by_mode[other]["peak_rss_mb"]
                 )
-    print(json.dumps({
-        "benchmark": "throughput",
-        "batch_size": args.batch_size,
-        "steps": args.steps,
-        "torch_threads": torch.get_num_threads(),
-        "machine": platform.machine(),
-        "rows": rows,
-        "ratios": ratios,
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "benchmark": "throughput",
+                "batch_size": args.batch_size,
+                "steps": args.steps,
+                "torch_threads": torch.get_num_threads(),
+                "machine": platform.machine(),
+                "rows": rows,
+                "ratios": ratios,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -91,7 +91,7 @@ def test_transformer_rejects_sequences_longer_than_its_context() -> None:
         model(torch.zeros(1, T + 1, dtype=torch.long))
 
 
-@pytest.mark.parametrize(("name", "method"), [("lstm", "loop"), ("transformer", "vmap")])
+@pytest.mark.parametrize(("name", "method"), [("lstm", "vmap"), ("transformer", "vmap")])
 @pytest.mark.parametrize("loss_fn", [sequence_loss, last_char_loss])
 def test_per_sample_gradients_match_a_per_example_loop(
     name: str, method: str, loss_fn: LossFn

