@@ -17,6 +17,7 @@ the same approach. :meth:`DPLSTM.from_lstm` copies an ``nn.LSTM``'s weights (tes
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -72,8 +73,9 @@ class DPLSTM(nn.Module):
         out = cls(lstm.input_size, lstm.hidden_size, lstm.num_layers)
         with torch.no_grad():
             for layer in range(lstm.num_layers):
-                out.ih[layer].weight.copy_(getattr(lstm, f"weight_ih_l{layer}"))
-                out.ih[layer].bias.copy_(getattr(lstm, f"bias_ih_l{layer}"))
-                out.hh[layer].weight.copy_(getattr(lstm, f"weight_hh_l{layer}"))
-                out.hh[layer].bias.copy_(getattr(lstm, f"bias_hh_l{layer}"))
+                ih, hh = cast(nn.Linear, out.ih[layer]), cast(nn.Linear, out.hh[layer])
+                ih.weight.copy_(getattr(lstm, f"weight_ih_l{layer}"))
+                ih.bias.copy_(getattr(lstm, f"bias_ih_l{layer}"))
+                hh.weight.copy_(getattr(lstm, f"weight_hh_l{layer}"))
+                hh.bias.copy_(getattr(lstm, f"bias_hh_l{layer}"))
         return out
