@@ -406,5 +406,41 @@ def test_torchrun_launches_the_module_and_reports_the_accountants_epsilon() -> N
     assert math.isfinite(result["test_accuracy"])
 
 
+def test_a_resumed_run_equals_the_uninterrupted_one(tmp_path: Path) -> None:
+    """Two ranks run 4 steps with a checkpoint, then the same command with --steps 8 resumes
+    (rank 0 reads the file and sends it to rank 1): same model, same ε, same steps as 8 steps in
+    one go. Resuming with other settings is refused on every rank with one line."""
+    module = [sys.executable, "-m", "deniable.distributed.train", "--timeout", "30"]
+    common = [
+        "--seed",
+        "3",
+        "--batch-size",
+        "64",
+        "--noise-multiplier",
+        "1.0",
+        "--verify-every",
+        "2",
+    ]
+
+    def result(runs: list[subprocess.CompletedProcess[str]]) -> dict:
+        for run in runs:
+            assert run.returncode == 0, run.stderr[-3000:]
+        return json.loads(runs[0].stdout.strip().splitlines()[-1])
+
+    whole = result(launch([*module, *common, "--steps", "8"], 2))
+    checkpoint = str(tmp_path / "ckpt.pt")
+    resumable = [*module, *common, "--checkpoint", checkpoint, "--checkpoint-every", "2"]
+    first = result(launch([*resumable, "--steps", "4"], 2))
+    assert first["steps"] == 4
+    resumed = result(launch([*resumable, "--steps", "8"], 2))
+    assert resumed["steps"] == whole["steps"] == 8
+    assert resumed["model_digest"] == whole["model_digest"]
+    assert resumed["epsilon"] == pytest.approx(whole["epsilon"], rel=1e-12)
+    other = launch([*resumable, "--steps", "8", "--learning-rate", "0.1"], 2)
+    for run in other:
+        lines = run.stderr.strip().splitlines()
+        assert run.returncode == 2 and len(lines) == 1 and "other settings" in lines[0]
+
+
 if __name__ == "__main__":
     worker(sys.argv[1], Path(sys.argv[2]))

@@ -19,15 +19,23 @@ import json
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from deniable.data import load_dataset
-from deniable.distributed.dp_sgd import WorkerLostError, make_distributed_private, model_digest
+from deniable.distributed.dp_sgd import (
+    DistributedPrivateTraining,
+    WorkerLostError,
+    make_distributed_private,
+    model_digest,
+)
 from deniable.distributed.group import Rendezvous, join
 from deniable.errors import DeniableError
 from deniable.models import build_model
+from deniable.train.checkpoint import load_checkpoint, write_checkpoint
 from deniable.train.trainer import accuracy
 
 
@@ -46,6 +54,8 @@ class TrainSpec:
     seed: int | None = None
     physical_batch_size: int | None = None
     verify_every: int = 10
+    checkpoint: str | None = None
+    checkpoint_every: int = 0
 
 
 def run_worker(
@@ -87,11 +97,20 @@ def train(rendezvous: Rendezvous, spec: TrainSpec) -> dict[str, object] | None:
             physical_batch_size=spec.physical_batch_size,
             seed=spec.seed,
         )
-        for batch in training.batches(steps=spec.steps):
+        path = None if spec.checkpoint is None else Path(spec.checkpoint)
+        if path is not None:
+            _resume(training, path, group.is_leader, spec)
+        remaining = spec.steps - training.steps_done
+        for batch in training.batches(steps=remaining) if remaining > 0 else ():
             training.step(batch)
-            if spec.verify_every and training.steps_done % spec.verify_every == 0:
+            done = training.steps_done
+            if spec.verify_every and done % spec.verify_every == 0:
                 training.verify_replicas()
+            if path is not None and spec.checkpoint_every and done % spec.checkpoint_every == 0:
+                _save(training, path, group.is_leader, spec)
         training.verify_replicas()
+        if path is not None:
+            _save(training, path, group.is_leader, spec)
         if not group.is_leader:
             return None
         spent = training.epsilon(spec.delta)
@@ -109,6 +128,49 @@ def train(rendezvous: Rendezvous, spec: TrainSpec) -> dict[str, object] | None:
             "model_digest": model_digest(model),
             "spec": asdict(spec),
         }
+
+
+def _save(
+    training: DistributedPrivateTraining, path: Path, leader: bool, spec: TrainSpec
+) -> None:
+    """Rank 0 writes its state (the authoritative tracker, the noise generator) atomically."""
+    if leader:
+        write_checkpoint(path, _resumable(asdict(spec)), None, training.state_dict())
+
+
+def _resume(
+    training: DistributedPrivateTraining, path: Path, leader: bool, spec: TrainSpec
+) -> None:
+    """Rank 0 reads the checkpoint (if there is one) and sends it to every rank, so only rank
+    0's machine needs the file; every rank then continues from the same step, sampler, model
+    and privacy spent. A checkpoint of another spec (other than ``steps``) is refused on every
+    rank with rank 0's reason."""
+    message: object = None
+    if leader and path.exists():
+        try:
+            state = load_checkpoint(path)
+            if state["config"] != _resumable(asdict(spec)):
+                raise DeniableError(
+                    f"{path} was written by a run with other settings; resume with the same "
+                    "ones (only --steps may grow) or use another --checkpoint"
+                )
+            message = state["training"]
+        except DeniableError as error:
+            message = f"error: {error}"
+    box: list[object] = [message]
+    dist.broadcast_object_list(box, src=0)
+    received = box[0]
+    if isinstance(received, str):
+        raise DeniableError(received.removeprefix("error: "))
+    if isinstance(received, dict):
+        training.load_state_dict(received)
+
+
+def _resumable(spec: dict[str, object]) -> dict[str, object]:
+    """The settings a resumed run must share with its checkpoint: all but how long it runs,
+    where it checkpoints and how often it checks itself."""
+    skip = {"steps", "checkpoint", "checkpoint_every", "verify_every"}
+    return {k: v for k, v in spec.items() if k not in skip}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -129,6 +191,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--physical-batch-size", type=int, default=None)
     parser.add_argument("--verify-every", type=int, default=defaults.verify_every)
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for a peer")
+    parser.add_argument("--checkpoint", default=None, help="rank 0 saves/resumes here")
+    parser.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every)
     return parser
 
 
@@ -147,6 +211,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         seed=args.seed,
         physical_batch_size=args.physical_batch_size,
         verify_every=args.verify_every,
+        checkpoint=args.checkpoint,
+        checkpoint_every=args.checkpoint_every,
     )
     rank = "?"
     try:

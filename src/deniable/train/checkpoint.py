@@ -32,7 +32,7 @@ def save_checkpoint(
 ) -> None:
     """Write ``training``'s whole state, the run ``config`` and ``extra`` (plain data, e.g. the
     ε curve so far) to ``path`` atomically."""
-    _write(path, config, extra, training.state_dict())
+    write_checkpoint(path, config, extra, training.state_dict())
 
 
 def save_model_checkpoint(
@@ -41,15 +41,17 @@ def save_model_checkpoint(
     """Write a model released in one go (a noise placement other than DP-SGD) with its run
     ``config`` and ``extra`` (its privacy claim), in the same format; ``training`` holds only
     ``model``."""
-    _write(path, config, extra, {"model": model.state_dict()})
+    write_checkpoint(path, config, extra, {"model": model.state_dict()})
 
 
-def _write(
+def write_checkpoint(
     path: Path,
     config: dict[str, object],
     extra: dict[str, object] | None,
     training: dict[str, object],
 ) -> None:
+    """Write a checkpoint of any training ``state_dict`` (single-process, distributed rank 0, a
+    released model) with its ``config`` and ``extra``, atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {"format": FORMAT, "config": config, "extra": extra or {}, "training": training}
     tmp = path.with_name(path.name + ".tmp")
