@@ -15,6 +15,8 @@ Modelled on dp_accounting's ``DpEvent`` family (Google), which this mirrors in s
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -240,6 +242,53 @@ class SelfComposedEvent(PrivacyEvent):
         check_count("count", self.count)
 
 
+@dataclass(frozen=True)
+class RepeatAndSelectEvent(PrivacyEvent):
+    """Ran ``event`` K times on the same dataset, K random, and released only the best run
+    (hyperparameter tuning by random search; Papernot & Steinke 2022, ICLR).
+
+    K is Poisson with mean ``mean_repetitions`` when ``shape`` is None (``"poisson"`` and
+    ``math.inf``, dp-accounting's spelling, mean the same and are stored as None; K = 0 releases
+    nothing), else truncated negative binomial with shape η = ``shape`` ≥ 0 and mean
+    ``mean_repetitions`` (η = 0 logarithmic, η = 1 geometric; K ≥ 1). ``mean_repetitions`` ≥ 1.
+    Mirrors dp-accounting's ``RepeatAndSelectDpEvent(event, mean, shape)``.
+
+    "Best" must be judged by a score that is part of each run's private output (e.g. accuracy on
+    public data, or a noisy score accounted in ``event``); the other runs' outputs stay secret.
+    ``event`` bounds every run: when candidates differ, the most expensive one.
+    """
+
+    event: PrivacyEvent
+    mean_repetitions: float
+    shape: float | str | None = None  # stored as a float η, or None for Poisson
+
+    def __post_init__(self) -> None:
+        _check_event("event", self.event)
+        mean = self.mean_repetitions
+        if not _is_real(mean) or not math.isfinite(mean) or mean < 1:
+            raise InvalidParameterError("mean_repetitions", mean, "a finite number >= 1")
+        object.__setattr__(self, "shape", _repetition_shape(self.shape))
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _repetition_shape(shape: object) -> float | None:
+    """None for Poisson ("poisson", inf), else the truncated negative binomial's η as a float."""
+    if shape is None or shape == "poisson":
+        return None
+    if _is_real(shape):
+        value = float(shape)  # type: ignore[arg-type]
+        if value == math.inf:
+            return None
+        if math.isfinite(value) and value >= 0:
+            return value
+    raise InvalidParameterError(
+        "shape", shape, 'None or "poisson", or a finite number >= 0 (negative binomial η)'
+    )
+
+
 def sensitivity_under(
     event: GaussianEvent | DiscreteGaussianEvent | LaplaceEvent | DiscreteLaplaceEvent,
     relation: Neighbouring,
@@ -294,4 +343,5 @@ _EVENT_TYPES: tuple[type[PrivacyEvent], ...] = (
     SampledWithoutReplacementEvent,
     ComposedEvent,
     SelfComposedEvent,
+    RepeatAndSelectEvent,
 )

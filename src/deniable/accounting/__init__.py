@@ -7,7 +7,10 @@ Three accountants interpret the same events (:mod:`deniable.events`):
   (:mod:`deniable.accounting.rdp`);
 - ``basic``: (ε, δ) composition theorems, loose but simple (:mod:`deniable.accounting.basic`).
 
-Use :func:`epsilon` and :func:`delta` here; they dispatch by name.
+Use :func:`epsilon` and :func:`delta` here; they dispatch by name. What hyperparameter tuning
+costs: :func:`tuning_epsilon` (the best of a random number of runs, Papernot & Steinke 2022) and
+:func:`sweep_epsilon` (every run of a fixed grid composed), from
+:mod:`deniable.accounting.rdp_tuning`, loaded on first use.
 """
 
 from __future__ import annotations
@@ -15,10 +18,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from importlib import import_module
 from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from deniable.accounting.result import EpsilonResult
 from deniable.errors import InvalidParameterError, check_delta, check_positive
 from deniable.events import Neighbouring, PrivacyEvent
+
+if TYPE_CHECKING:
+    from deniable.accounting.rdp_tuning import sweep_epsilon, tuning_epsilon
 
 ACCOUNTANTS: tuple[str, ...] = ("pld", "rdp", "basic")
 
@@ -55,4 +62,21 @@ def delta(
     return fn(event, epsilon, relation=relation)
 
 
-__all__ = ["ACCOUNTANTS", "EpsilonResult", "delta", "epsilon"]
+_LAZY = {"sweep_epsilon": "rdp_tuning", "tuning_epsilon": "rdp_tuning"}
+
+
+def __getattr__(name: str) -> Any:
+    """The tuning helpers, imported on first use (numpy and scipy stay unloaded until then)."""
+    if name in _LAZY:
+        return getattr(import_module(f"deniable.accounting.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    "ACCOUNTANTS",
+    "EpsilonResult",
+    "delta",
+    "epsilon",
+    "sweep_epsilon",
+    "tuning_epsilon",
+]

@@ -17,7 +17,8 @@ Method (an upper bound at every step, so the ε it reports is a guarantee):
    between grid points. For add/remove-one both directions are composed and the worse is taken.
 
 Neighbouring relation: add/remove-one by default; replace-one uses each event's replace-one
-sensitivity. Sampling without replacement is not handled here (use ``rdp``).
+sensitivity. Sampling without replacement and the best of a random number of runs
+(:class:`~deniable.events.RepeatAndSelectEvent`) are not handled here (use ``rdp``).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from deniable.events import (
     PrivacyEvent,
     PureDpEvent,
     RandomizedResponseEvent,
+    RepeatAndSelectEvent,
     SampledWithoutReplacementEvent,
     SelfComposedEvent,
     sensitivity_under,
@@ -287,6 +289,11 @@ def _atoms(event: PrivacyEvent, relation: Neighbouring) -> losses.AtomLoss:
         raise UnsupportedEventError(
             "the pld accountant does not handle sampling without replacement; "
             "use --accountant rdp (or Poisson sampling)"
+        )
+    if isinstance(event, RepeatAndSelectEvent):
+        raise UnsupportedEventError(
+            "the pld accountant has no bound for RepeatAndSelectEvent (the best of a random "
+            'number of runs); use accountant="rdp" (--accountant rdp)'
         )
     raise UnsupportedEventError(
         f"the pld accountant cannot interpret {type(event).__name__} here; "

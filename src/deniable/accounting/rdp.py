@@ -23,8 +23,10 @@ Curves of the base mechanisms (Δ is the sensitivity under the chosen relation, 
 - Pure ε-DP (and discrete Laplace, ε = Δ/scale): binary randomized response with that ε, which
   every ε-DP pair is a post-processing of (Kairouz, Oh & Viswanath 2015), hence the tight bound.
 
-Subsampling lives in :mod:`deniable.accounting.rdp_subsampled`. The interpretation of each event
-type is one registered function (see ``_RULES``); adding an event type means registering one.
+Subsampling lives in :mod:`deniable.accounting.rdp_subsampled`, the best of a random number of
+runs (hyperparameter tuning) in :mod:`deniable.accounting.rdp_tuning`. The interpretation of each
+event type is one registered function (see ``_RULES``); adding an event type means registering
+one.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from deniable.events import (
     PrivacyEvent,
     PureDpEvent,
     RandomizedResponseEvent,
+    RepeatAndSelectEvent,
     SampledWithoutReplacementEvent,
     SelfComposedEvent,
     sensitivity_under,
@@ -418,6 +421,31 @@ def _without_replacement(
     )
 
 
+@_rule(RepeatAndSelectEvent)
+def _repeat_and_select(
+    event: RepeatAndSelectEvent, orders: np.ndarray, relation: Neighbouring, memo: _Memo
+) -> np.ndarray:
+    from deniable.accounting import rdp_tuning  # imported here: it builds on this module
+
+    grid = np.union1d(orders, DEFAULT_ORDERS)  # the auxiliary orders of the bounds
+    curve = rdp_tuning.repeat_and_select_rdp(
+        grid,
+        _rdp(event.event, grid, relation, memo),
+        event.mean_repetitions,
+        event.shape,
+        pure_epsilon=_pure_epsilon(event.event, relation),
+    )
+    return curve[np.searchsorted(grid, orders)]
+
+
+def _repeat_and_select_pure(event: RepeatAndSelectEvent, relation: Neighbouring) -> float:
+    from deniable.accounting import rdp_tuning
+
+    return rdp_tuning.repeat_and_select_pure_epsilon(
+        _pure_epsilon(event.event, relation), event.mean_repetitions, event.shape
+    )
+
+
 # --- Pure-DP ε(∞), used by sampling without replacement -------------------------------------------
 
 _PURE_EPSILON.update(
@@ -429,6 +457,7 @@ _PURE_EPSILON.update(
         PureDpEvent: lambda e, rel: e.epsilon,
         ComposedEvent: lambda e, rel: sum(_pure_epsilon(s, rel) for s in e.events),
         SelfComposedEvent: lambda e, rel: e.count * _pure_epsilon(e.event, rel),
+        RepeatAndSelectEvent: _repeat_and_select_pure,
     }
 )
 
