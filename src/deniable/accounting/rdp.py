@@ -180,9 +180,13 @@ def _check_orders(orders: Orders) -> np.ndarray:
     try:
         grid = np.atleast_1d(np.asarray(orders, dtype=float))
     except (TypeError, ValueError):
-        raise InvalidParameterError("orders", orders, "a sequence of finite numbers > 1") from None
+        raise InvalidParameterError(
+            "orders", _brief(orders), "a sequence of finite numbers > 1"
+        ) from None
     if grid.ndim != 1 or grid.size == 0 or not np.all(np.isfinite(grid)) or np.any(grid <= 1):
-        raise InvalidParameterError("orders", orders, "a non-empty sequence of finite numbers > 1")
+        raise InvalidParameterError(
+            "orders", _brief(grid), "a non-empty sequence of finite numbers > 1"
+        )
     return grid
 
 
@@ -190,8 +194,20 @@ def _check_curve(orders: Orders, rdp: Orders) -> tuple[np.ndarray, np.ndarray]:
     grid = _check_orders(orders)
     curve = np.atleast_1d(np.asarray(rdp, dtype=float))
     if curve.shape != grid.shape or np.any(np.isnan(curve)):
-        raise InvalidParameterError("rdp", rdp, f"{grid.size} numbers (one per order), not nan")
+        raise InvalidParameterError(
+            "rdp", _brief(curve), f"{grid.size} numbers (one per order), not nan"
+        )
     return grid, np.maximum(curve, 0.0)
+
+
+def _brief(values: object) -> str:
+    """A one-line description of an array-like for an error message."""
+    try:
+        flat = np.asarray(values, dtype=float).ravel()
+    except (TypeError, ValueError):
+        return repr(values).replace("\n", " ")[:80]
+    head = ", ".join(f"{v:g}" for v in flat[:4])
+    return f"[{head}{', …' if flat.size > 4 else ''}] ({flat.size} values)"
 
 
 def _check_relation(relation: Neighbouring) -> Neighbouring:
