@@ -213,3 +213,14 @@ def _fit(data: ArrayDataset, epochs: int = 15) -> nn.Module:
             loss.backward()
             opt.step()
     return model
+
+
+def test_success_bound_with_a_huge_group_epsilon_does_not_overflow() -> None:
+    """ε_k = 100·70 = 7000 (e^{ε_k} overflows a float): the bound is 1 for any positive clean
+    rate and δ_k (capped at 1) for a clean rate of 0."""
+    from deniable.evaluate.poisoning import group_privacy
+
+    bound = group_privacy(70, 1e-5, 100)
+    assert bound.success_bound(0.0) == min(1.0, bound.delta_k)
+    assert bound.success_bound(1e-300) == 1.0
+    assert bound.to_dict()["k"] == 100

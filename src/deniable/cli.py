@@ -696,6 +696,68 @@ def _by_epsilon(values: object) -> str:
     return ", ".join(f"ε={k}: {v:.2%}" for k, v in values.items()) or "—"
 
 
+@app.command(name="evaluate")
+def evaluate_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="Folder of a finished run (runs/<id>).")],
+    group_column: Annotated[
+        str | None, typer.Option("--group", help="Group column for fairness (default: all).")
+    ] = None,
+    radii: Annotated[
+        str, typer.Option("--radii", help="L2 radii for certified accuracy (comma list).")
+    ] = "0.1,0.3,0.5",
+    sigma: Annotated[
+        float, typer.Option("--sigma", help="Randomized smoothing noise σ.")
+    ] = 0.25,
+    attacks: Annotated[
+        bool, typer.Option("--attacks/--no-attacks", help="FGSM/PGD robustness.")
+    ] = True,
+    certify: Annotated[
+        bool, typer.Option("--certify/--no-certify", help="Certified accuracy by smoothing.")
+    ] = True,
+    data_dir: DataDirOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Beyond privacy, for a finished run: fairness per group, generalisation, robustness
+    (FGSM/PGD) and certified accuracy; written into result.json and the report."""
+    from deniable.evaluate import evaluate_run
+    from deniable.report import report_command
+
+    evaluation = evaluate_run(
+        run_dir,
+        group_column=group_column,
+        radii=_list("--radii", radii, float),
+        sigma=sigma,
+        attacks=attacks,
+        certify=certify,
+        data_dir=data_dir,
+    )
+    report = report_command(run_dir)
+    if as_json:
+        print(json.dumps(evaluation))
+        return
+    table = Table(title=f"beyond privacy: {run_dir}")
+    table.add_column("")
+    table.add_column("value", justify="right")
+    general = evaluation.get("generalisation")
+    if isinstance(general, dict):
+        table.add_row("train − test accuracy gap", f"{general['accuracy_gap']:.3f}")
+        attack = general["membership_attack"]
+        table.add_row("threshold attack: membership advantage", f"{attack['advantage']:.3f}")
+    robust = evaluation.get("robustness")
+    if isinstance(robust, dict):
+        budget = f"L∞ ≤ {robust['epsilon']:g}"
+        table.add_row("accuracy: clean", f"{robust['clean_accuracy']:.2%}")
+        table.add_row(f"accuracy under FGSM ({budget})", f"{robust['fgsm_accuracy']:.2%}")
+        table.add_row(f"accuracy under PGD ({budget})", f"{robust['pgd_accuracy']:.2%}")
+    certified = evaluation.get("certified")
+    if isinstance(certified, dict):
+        for radius, value in certified["certified_accuracy"].items():
+            label = f"certified accuracy, L2 radius {radius} (σ = {certified['sigma']:g})"
+            table.add_row(label, f"{value:.2%}")
+    console.print(table)
+    console.print(f"written to {run_dir / 'result.json'}; report: {report}")
+
+
 @app.command(name="report")
 def report_cmd(
     run_dir: Annotated[Path, typer.Argument(help="Folder of a finished run (runs/<id>).")],

@@ -12,6 +12,8 @@
   :func:`poisoning_vs_noise` trains clean and poisoned models at several noise levels.
 - :func:`beyond_privacy_summary`: fairness and generalisation of a private model next to its
   baseline, as one JSON-ready dict.
+- :func:`evaluate_run`: all of the above (fairness, generalisation, FGSM/PGD, smoothing
+  certificates) for the private model of a finished ``runs/<id>``, stored in its result.json.
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ from deniable.evaluate.robustness import (
     pgd,
     robust_accuracy,
 )
+from deniable.evaluate.run_evaluation import evaluate_run
 from deniable.evaluate.smoothing import (
     ABSTAIN,
     SmoothedClassifier,
@@ -118,6 +121,7 @@ __all__ = [
     "certified_radius",
     "certify_dataset",
     "disparate_impact",
+    "evaluate_run",
     "fairness_report",
     "fgsm",
     "generalisation_report",

@@ -231,6 +231,11 @@ class GroupPrivacy:
             raise InvalidParameterError("clean_rate", clean_rate, "in [0, 1]")
         if math.isinf(self.epsilon_k):
             return 1.0
+        if clean_rate == 0:
+            return min(1.0, self.delta_k)
+        # e^{ε_k}·rate ≥ 1 exactly when ε_k ≥ −log(rate); checking first avoids exp overflow
+        if self.epsilon_k >= -math.log(clean_rate):
+            return 1.0
         return min(1.0, math.exp(self.epsilon_k) * clean_rate + self.delta_k)
 
     def to_dict(self) -> dict[str, object]:
