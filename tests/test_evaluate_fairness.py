@@ -206,3 +206,36 @@ def _fit_logreg(data: ArrayDataset, steps: int = 200) -> nn.Module:
         loss.backward()
         opt.step()
     return model
+
+
+def test_rates_and_gaps_agree_with_fairlearn() -> None:
+    """fairlearn (a test-only reference) computes the same per-group accuracy, TPR, FPR and
+    selection rate, and the same equalized-odds and demographic-parity differences, on random
+    binary predictions over three groups (seeded)."""
+    fairlearn_metrics = pytest.importorskip("fairlearn.metrics")
+    from sklearn.metrics import accuracy_score
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 600)
+    yhat = np.where(rng.random(600) < 0.7, y, 1 - y)
+    g = rng.integers(0, 3, 600)
+    ours = group_fairness(y, yhat, g, positive_label=1)
+    frame = fairlearn_metrics.MetricFrame(
+        metrics={
+            "accuracy": accuracy_score,
+            "tpr": fairlearn_metrics.true_positive_rate,
+            "fpr": fairlearn_metrics.false_positive_rate,
+            "selection_rate": fairlearn_metrics.selection_rate,
+        },
+        y_true=y,
+        y_pred=yhat,
+        sensitive_features=g,
+    )
+    for code in range(3):
+        mine = ours.group(str(code))
+        for rate in ("accuracy", "tpr", "fpr", "selection_rate"):
+            assert mine.rate(rate) == pytest.approx(frame.by_group.loc[code, rate], abs=1e-12)
+    eo = fairlearn_metrics.equalized_odds_difference(y, yhat, sensitive_features=g)
+    dp = fairlearn_metrics.demographic_parity_difference(y, yhat, sensitive_features=g)
+    assert ours.equalized_odds_difference == pytest.approx(eo, abs=1e-12)
+    assert ours.gaps["selection_rate"] == pytest.approx(dp, abs=1e-12)
