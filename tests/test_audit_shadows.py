@@ -139,6 +139,22 @@ def test_shadow_set_signals_match_each_model() -> None:
         shadows.model(3)
 
 
+def test_shadow_set_logits_of_one_channel_images_with_channels_last_strides() -> None:
+    # MNIST from load_mnist: (n, 1, 28, 28) with strides (784, 1, 28, 1), both contiguous and
+    # channels-last; GroupNorm ("cnn") under vmap used to raise "NYI: querying is_contiguous".
+    data = population(n=24, shape=(1, 8, 8))
+    shadows = train_shadows(data, ShadowConfig(model="cnn", n_shadows=2, epochs=1, seed=0))
+    x, y = data.to_tensors()
+    ambiguous = x.clone().as_strided(x.shape, (64, 1, 8, 1))
+    assert ambiguous.is_contiguous() and ambiguous.is_contiguous(memory_format=torch.channels_last)
+    logits = shadows.logits(ambiguous, augmentations=image_queries(1, flip=False))
+    assert logits.shape == (2, 24, 9, 4)
+    alone = compute_signals(shadows.model(1), x, y)
+    np.testing.assert_allclose(
+        shadows.signals(ambiguous, y).scaled_confidence[1], alone.scaled_confidence, atol=1e-5
+    )
+
+
 def test_dp_shadows_train_through_make_private_and_are_seeded() -> None:
     data = population(n=64)
     config = ShadowConfig(

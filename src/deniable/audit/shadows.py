@@ -178,6 +178,10 @@ class ShadowSet:
         """Every shadow's logits on every query of every input: ``(n_shadows, n, n_queries, C)``
         (one vectorised forward pass per batch; eval mode, no gradients)."""
         x = torch.as_tensor(np.asarray(inputs) if not torch.is_tensor(inputs) else inputs)
+        # Standard strides: a one-channel image batch from NumPy can be both contiguous and
+        # channels-last, and GroupNorm under vmap cannot ask which (torch raises "NYI: querying
+        # is_contiguous inside of vmap"); a copy with row-major strides is unambiguous.
+        x = x.to(torch.float32, memory_format=torch.contiguous_format)
         queries = [identity] if augmentations is None else list(augmentations)
         if not queries:
             raise DeniableError("augmentations is empty; pass None for the single identity query")
@@ -193,7 +197,7 @@ class ShadowSet:
         chunks = []
         with torch.no_grad():
             for start in range(0, x.shape[0], batch_size):
-                batch = x[start : start + batch_size].to(torch.float32)
+                batch = x[start : start + batch_size]
                 outs = [batched(self.params, self.buffers, q(batch)) for q in queries]
                 chunks.append(torch.stack(outs, dim=2))
         return torch.cat(chunks, dim=1)
