@@ -30,8 +30,10 @@ import copy
 import hashlib
 import json
 import math
+import multiprocessing
 import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -224,12 +226,16 @@ def train_shadows(
     cache_dir: Path | None = None,
     progress: Progress | None = None,
     vectorise: bool = True,
+    workers: int = 1,
 ) -> ShadowSet:
     """Train ``config.n_shadows`` shadows on random halves of ``population`` (or load them).
 
     ``vectorise=False`` trains non-private shadows one at a time with the same initialisation
     and batches (slower; the same weights up to float rounding). DP shadows always train one at
-    a time.
+    a time. ``workers > 1`` splits the shadows over that many processes (one torch thread each);
+    every shadow's membership, initialisation, batches and noise depend only on its index, so
+    the result is the one-process result (DP and loop shadows exactly; vectorised ones up to
+    float rounding). With workers, ``progress`` counts finished shadows, not steps.
     """
     if len(population) < 2:
         raise DeniableError(
@@ -242,14 +248,14 @@ def train_shadows(
         if cached is not None:
             return cached
     membership = draw_membership(config, len(population))
-    models = [_init_model(config, population, s) for s in range(config.n_shadows)]
-    x, y = population.to_tensors()
-    if config.dp is not None:
-        _train_private(models, population, membership, config, config.dp, progress)
-    elif vectorise:
-        models = _train_vectorised(models, x, y, membership, config, progress)
+    everyone = list(range(config.n_shadows))
+    if workers > 1:
+        states = _train_in_workers(population, config, membership, vectorise, workers, progress)
+        models = [_init_model(config, population, s) for s in everyone]
+        for model, state in zip(models, states, strict=True):
+            model.load_state_dict(state)
     else:
-        _train_loop(models, x, y, membership, config, progress)
+        models = _train_subset(population, config, membership, everyone, vectorise, progress)
     params, buffers = stack_module_state(models)
     shadows = ShadowSet(
         config=config,
@@ -336,16 +342,81 @@ def _batch_rngs(config: ShadowConfig) -> list[np.random.Generator]:
     return [np.random.default_rng([config.seed, 2, s]) for s in range(config.n_shadows)]
 
 
+def _train_subset(
+    population: ArrayDataset,
+    config: ShadowConfig,
+    membership: NDArray[np.bool_],
+    indices: Sequence[int],
+    vectorise: bool,
+    progress: Progress | None = None,
+) -> list[nn.Module]:
+    """Train the shadows numbered ``indices``, each exactly as it trains among all of them: its
+    own seed, members and batch generator, and the number of steps per epoch of the whole set."""
+    models = [_init_model(config, population, s) for s in indices]
+    all_members, steps = _plan(config, membership)
+    members = [all_members[s] for s in indices]
+    if config.dp is not None:
+        _train_private(models, population, members, indices, config, config.dp, progress)
+        return models
+    rngs = [_batch_rngs(config)[s] for s in indices]
+    x, y = population.to_tensors()
+    if vectorise:
+        return _train_vectorised(models, x, y, members, rngs, steps, config, progress)
+    _train_loop(models, x, y, members, rngs, steps, config, progress)
+    return models
+
+
+def _worker_states(
+    population: ArrayDataset,
+    config: ShadowConfig,
+    membership: NDArray[np.bool_],
+    indices: list[int],
+    vectorise: bool,
+) -> list[dict[str, torch.Tensor]]:
+    """One worker process's share (one torch thread: the workers share the cores)."""
+    torch.set_num_threads(1)
+    models = _train_subset(population, config, membership, indices, vectorise)
+    return [model.state_dict() for model in models]
+
+
+def _train_in_workers(
+    population: ArrayDataset,
+    config: ShadowConfig,
+    membership: NDArray[np.bool_],
+    vectorise: bool,
+    workers: int,
+    progress: Progress | None,
+) -> list[dict[str, torch.Tensor]]:
+    """Shadows split into ``workers`` contiguous shares, trained in spawned processes."""
+    count = config.n_shadows
+    shares = [
+        list(map(int, part)) for part in np.array_split(np.arange(count), workers) if part.size
+    ]
+    states: dict[int, dict[str, torch.Tensor]] = {}
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=len(shares), mp_context=context) as pool:
+        futures = {
+            pool.submit(_worker_states, population, config, membership, share, vectorise): share
+            for share in shares
+        }
+        for future in as_completed(futures):
+            for index, state in zip(futures[future], future.result(), strict=True):
+                states[index] = state
+            if progress is not None:
+                progress(len(states), count)
+    return [states[s] for s in range(count)]
+
+
 def _train_vectorised(
     models: list[nn.Module],
     x: torch.Tensor,
     y: torch.Tensor,
-    membership: NDArray[np.bool_],
+    members: list[NDArray[np.int64]],
+    rngs: list[np.random.Generator],
+    steps: int,
     config: ShadowConfig,
     progress: Progress | None,
 ) -> list[nn.Module]:
-    members, steps = _plan(config, membership)
-    rngs = _batch_rngs(config)
     params, buffers = stack_module_state(models)
     base = copy.deepcopy(models[0]).to("meta")
 
@@ -356,7 +427,7 @@ def _train_vectorised(
 
     batched = vmap(forward)
     optimizer = _optimizer(list(params.values()), config)
-    count, total = config.n_shadows, config.epochs * steps
+    count, total = len(models), config.epochs * steps
     done = 0
     for _ in range(config.epochs):
         plans = [epoch_batches(m, rng, steps) for m, rng in zip(members, rngs, strict=True)]
@@ -393,13 +464,13 @@ def _train_loop(
     models: list[nn.Module],
     x: torch.Tensor,
     y: torch.Tensor,
-    membership: NDArray[np.bool_],
+    members: list[NDArray[np.int64]],
+    rngs: list[np.random.Generator],
+    steps: int,
     config: ShadowConfig,
     progress: Progress | None,
 ) -> None:
-    members, steps = _plan(config, membership)
-    rngs = _batch_rngs(config)
-    total, done = config.n_shadows * config.epochs * steps, 0
+    total, done = len(models) * config.epochs * steps, 0
     for model, m, rng in zip(models, members, rngs, strict=True):
         optimizer = _optimizer(list(model.parameters()), config)
         model.train()
@@ -421,14 +492,14 @@ def _train_loop(
 def _train_private(
     models: list[nn.Module],
     population: ArrayDataset,
-    membership: NDArray[np.bool_],
+    members: list[NDArray[np.int64]],
+    indices: Sequence[int],
     config: ShadowConfig,
     dp: ShadowDP,
     progress: Progress | None,
 ) -> None:
-    members, _ = _plan(config, membership)
     trainings = []
-    for s, (model, m) in enumerate(zip(models, members, strict=True)):
+    for s, model, m in zip(indices, models, members, strict=True):
         part = population.subset(m)
         x, y = part.to_tensors()
         trainings.append(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -196,6 +197,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _exit_now(message: str, code: int) -> None:
+    """Report and leave at once. After a peer is lost, the group's C++ threads can abort the
+    process while it tears them down (SIGABRT seen under load), which would hide the exit code
+    that says why the run stopped; ``os._exit`` skips that teardown."""
+    print(message, file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(code)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point; rank 0 prints the result as one JSON line."""
     args = _parser().parse_args(argv)
@@ -220,15 +230,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         rank = str(rendezvous.rank)
         result = train(rendezvous, spec)
     except WorkerLostError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(1)
+        _exit_now(f"error: {error}", 1)
     except DeniableError as error:
         print(f"error: rank {rank}: {error}", file=sys.stderr)
         sys.exit(2)
     except RuntimeError as error:  # a collective outside a step (setup) lost its peer
         first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
-        print(f"error: rank {rank}: the process group failed ({first})", file=sys.stderr)
-        sys.exit(1)
+        _exit_now(f"error: rank {rank}: the process group failed ({first})", 1)
     if result is not None:
         print(json.dumps(result))
 
