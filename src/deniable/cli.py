@@ -613,15 +613,29 @@ def audit_cmd(
     canaries: Annotated[
         int | None, typer.Option("--canaries", help="Canaries of the one-run audit.")
     ] = None,
+    lira: Annotated[
+        int, typer.Option("--lira", help="Also LiRA with this many shadows (a run folder).")
+    ] = 0,
+    workers: Annotated[
+        int, typer.Option("--workers", help="Processes that train the LiRA shadows.")
+    ] = 1,
+    max_examples: Annotated[
+        int, typer.Option("--max-examples", help="LiRA: members (and non-members) scored.")
+    ] = 1000,
+    canary_audit: Annotated[
+        bool, typer.Option("--canary-audit/--no-canary-audit", help="The one-run canary audit.")
+    ] = True,
     as_json: JsonOpt = False,
 ) -> None:
     """One-run canary ε lower bound and LOSS attack, of a finished run (updates its result.json)
-    or of a config's training algorithm (--config)."""
+    or of a config's training algorithm (--config); --lira N adds LiRA with N shadows."""
     from deniable.pipeline import audit_config, audit_run
 
     if (run_dir is None) == (config is None):
         raise DeniableError("give a run folder or --config FILE (one of them)")
     if config is not None:
+        if lira:
+            raise DeniableError("--lira audits a trained model: give a run folder, not --config")
         audit = audit_config(load_config(config, {"audit_canaries": canaries}))
         claimed = audit["claimed_epsilon"]
         delta = audit["delta"]
@@ -629,21 +643,36 @@ def audit_cmd(
         assert run_dir is not None
         if canaries is not None:
             raise DeniableError("--canaries goes with --config; a run is audited as configured")
-        result = audit_run(run_dir)
+        result = audit_run(
+            run_dir,
+            canaries=canary_audit,
+            lira_shadows=lira,
+            workers=check_count("--workers", workers),
+            max_examples=max_examples,
+        )
         audit = result["audit"]  # type: ignore[assignment]
         claimed, delta = result["epsilon"], result["delta"]
     if as_json:
         print(json.dumps(audit))
         return
     assert isinstance(audit, dict)
-    line = (
-        f"ε lower bound {audit['epsilon_lower_bound']:.3f} at {audit['confidence']:.0%} "
-        f"confidence (claimed ε = {claimed:.3f} at δ = {delta:g})"
-    )
-    plain = audit.get("non_private")
-    if isinstance(plain, dict):
-        line += f"; without privacy the same audit finds {plain['bound']['epsilon']:.3f}"
-    console.print(line)
+    if canary_audit or config is not None:
+        line = (
+            f"ε lower bound {audit['epsilon_lower_bound']:.3f} at {audit['confidence']:.0%} "
+            f"confidence (claimed ε = {claimed:.3f} at δ = {delta:g})"
+        )
+        plain = audit.get("non_private")
+        if isinstance(plain, dict):
+            line += f"; without privacy the same audit finds {plain['bound']['epsilon']:.3f}"
+        console.print(line)
+    lira_block = audit.get("lira")
+    if lira and isinstance(lira_block, dict):
+        for name, metrics in lira_block["attacks"].items():
+            console.print(
+                f"{name}: AUC {metrics['auc']:.3f}, TPR {metrics['tpr_at_fpr_0.01']:.2%} at 1 % "
+                f"FPR, {metrics['tpr_at_fpr_0.001']:.2%} at 0.1 % FPR "
+                f"({lira_block['shadows']} shadows)"
+            )
 
 
 @app.command(name="recipes")

@@ -8,6 +8,7 @@ and the HTML report come with their own issues; until then those two are null.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import secrets
 import time
@@ -221,14 +222,30 @@ def audit_config(config: TrainConfig) -> dict[str, object]:
     }
 
 
-def audit_run(run_dir: Path) -> dict[str, object]:
-    """Audit a finished run again (its config, its checkpointed model); update result.json."""
+def audit_run(
+    run_dir: Path,
+    *,
+    canaries: bool = True,
+    lira_shadows: int = 0,
+    workers: int = 1,
+    max_examples: int = 1000,
+    progress: Progress | None = None,
+) -> dict[str, object]:
+    """Audit a finished run again (its config, its checkpointed model); update result.json.
+
+    ``canaries``: the one-run canary audits and the LOSS attack (what ``deniable run`` does).
+    ``lira_shadows`` > 0: also LiRA with that many shadows trained like the run
+    (:mod:`deniable.lira_audit`), in ``workers`` processes, on up to ``max_examples`` members and
+    as many non-members; stored under ``audit.lira``.
+    """
     from deniable.auditing import audit
     from deniable.methods import model_name
 
     result_path = run_dir / "result.json"
     if not result_path.exists():
         raise DeniableError(f"{run_dir} has no result.json; give the folder of a finished run")
+    if not canaries and lira_shadows <= 0:
+        raise DeniableError("nothing to audit: keep the canary audit or ask for LiRA shadows")
     result = json.loads(result_path.read_text())
     config = TrainConfig.model_validate(result["config"])
     split = load_dataset(config.dataset, config.data_dir, seed=config.seed or 0)
@@ -237,11 +254,32 @@ def audit_run(run_dir: Path) -> dict[str, object]:
         raise DeniableError(AUDIT_SKIPPED.format(guarantee=result["guarantee"]))
     model = build_model(model_name(config), split.feature_shape, split.num_classes)
     model.load_state_dict(reported_model_state(state))
-    outcome = audit(split, config, model, canaries=config.audit_canaries)
-    result["audit_epsilon_lower_bound"] = outcome.epsilon_lower_bound
-    result["audit"] = outcome.to_dict()
-    audit_scores = {"scores": outcome.loss_scores, "is_member": outcome.loss_is_member}
+    previous = result.get("audit")
+    block: dict[str, object] = dict(previous) if isinstance(previous, dict) else {}
+    audit_scores = None
+    if canaries:
+        outcome = audit(split, config, model, canaries=config.audit_canaries)
+        result["audit_epsilon_lower_bound"] = outcome.epsilon_lower_bound
+        block.update(outcome.to_dict())
+        audit_scores = {"scores": outcome.loss_scores, "is_member": outcome.loss_is_member}
+    if lira_shadows > 0:
+        from deniable.lira_audit import lira_audit
+
+        sigma = result.get("noise_multiplier")
+        block["lira"] = lira_audit(
+            split,
+            config,
+            model,
+            noise_multiplier=float(sigma) if isinstance(sigma, int | float) else None,
+            shadows=lira_shadows,
+            workers=workers,
+            max_examples=max_examples,
+            progress=progress,
+        )
+    result["audit"] = block
     result["report"] = str(run_dir / "report.html")
     render_report(result, run_dir, audit_scores=audit_scores)
-    result_path.write_text(json.dumps(result, indent=2))
+    tmp = result_path.with_name(result_path.name + ".tmp")
+    tmp.write_text(json.dumps(result, indent=2))
+    os.replace(tmp, result_path)
     return result
