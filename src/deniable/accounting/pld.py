@@ -157,9 +157,13 @@ class ComposedPLD:
         if target <= 0:
             return math.inf
         # Suffix sums: for ε in [y_{i-1}, y_i], δ(ε) = S_p[i] − e^ε S_q[i] (+ the extra terms).
+        # S_q is kept as a log: p·e^{−y} overflows for very negative losses (tiny noise during
+        # calibration) although e^{y_i}·S_q[i] <= S_p[i] always holds.
         s_p = np.cumsum(self.pmf[::-1])[::-1]
-        s_q = np.cumsum((self.pmf * np.exp(-self.losses))[::-1])[::-1]
-        at_grid = s_p - np.exp(self.losses) * s_q  # δ(y_i) − extra
+        with np.errstate(divide="ignore"):
+            log_terms = np.log(self.pmf) - self.losses
+        log_s_q = np.logaddexp.accumulate(log_terms[::-1])[::-1]
+        at_grid = s_p - np.exp(self.losses + log_s_q)  # δ(y_i) − extra
         ok = np.nonzero(at_grid <= target)[0]
         if ok.size == 0:
             return math.inf
@@ -168,10 +172,10 @@ class ComposedPLD:
         upper = float(self.losses[i])
         if upper <= 0:
             return 0.0
-        if s_q[i] <= 0 or s_p[i] <= target:
+        if math.isinf(log_s_q[i]) or s_p[i] <= target:
             return max(0.0, lower)
-        # S_p − e^ε S_q = target  =>  ε = log((S_p − target)/S_q), within [y_{i-1}, y_i].
-        eps = math.log((s_p[i] - target) / s_q[i])
+        # S_p − e^ε S_q = target  =>  ε = log(S_p − target) − log S_q, within [y_{i-1}, y_i].
+        eps = math.log(s_p[i] - target) - float(log_s_q[i])
         return max(0.0, min(max(eps, lower), upper))
 
 
