@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -136,42 +138,88 @@ def one_run_lower_bound(
     """
     c = check_confidence(confidence)
     d = check_audit_delta(delta)
+    found = search_guesses(
+        scores,
+        included,
+        confidence=c,
+        guesses=guesses,
+        bound=lambda m, k, v, alpha, floor: _epsilon(_PValue(m, k, v, d), alpha, floor=floor),
+    )
+    return LowerBound(
+        epsilon=found.value,
+        delta=d,
+        confidence=c,
+        method="one-run",
+        threshold=None,
+        details={
+            **found.details(),
+            "p_value": _p_value(found.m, found.guesses, found.correct, found.value, d),
+        },
+    )
+
+
+GuessBound = Callable[[int, int, int, float, float], float]
+"""``bound(m, k, correct, alpha, floor)``: the largest parameter (ε, or μ) rejected at level
+``alpha`` by k guesses of which ``correct`` are right among m canaries; at least ``floor``."""
+
+
+@dataclass(frozen=True)
+class GuessSearch:
+    """The best guess count of a one-run audit and what it gave."""
+
+    value: float
+    guesses_in: int
+    guesses_out: int
+    correct: int
+    m: int
+    selection: str
+    alpha: float
+
+    @property
+    def guesses(self) -> int:
+        return self.guesses_in + self.guesses_out
+
+    def details(self) -> dict[str, float | int | str]:
+        return {
+            "m": self.m,
+            "guesses_in": self.guesses_in,
+            "guesses_out": self.guesses_out,
+            "guesses": self.guesses,
+            "correct": self.correct,
+            "selection": self.selection,
+            "per_test_alpha": self.alpha,
+        }
+
+
+def search_guesses(
+    scores: ArrayLike,
+    included: ArrayLike,
+    *,
+    confidence: float,
+    guesses: int | tuple[int, int] | None,
+    bound: GuessBound,
+) -> GuessSearch:
+    """Guess "in" for the k₊ highest and "out" for the k₋ lowest scores, for the given guess
+    count or each of the default grid (Bonferroni: level (1 − confidence)/G each), and keep the
+    count whose ``bound`` is largest. Shared by the Steinke and the f-DP one-run bounds."""
     s, inc = validate_scores(scores, included, labels="included")
     m = s.size
-    order = np.argsort(-s, kind="stable")
-    inc_sorted = inc[order]
+    inc_sorted = inc[np.argsort(-s, kind="stable")]
     if guesses is None:
         grid = _default_grid(m)
         selection = f"bonferroni over {len(grid)} guess counts"
     else:
         grid = [_check_guesses(guesses, m)]
         selection = "fixed guesses"
-    alpha = (1 - c) / len(grid)
-    best_eps, best = 0.0, grid[-1]
+    alpha = (1 - confidence) / len(grid)
+    best_value, best = 0.0, grid[-1]
     for k_in, k_out in grid:
-        correct = _correct(inc_sorted, k_in, k_out)
-        eps = _epsilon(_PValue(m, k_in + k_out, correct, d), alpha, floor=best_eps)
-        if eps > best_eps:
-            best_eps, best = eps, (k_in, k_out)
+        value = bound(m, k_in + k_out, _correct(inc_sorted, k_in, k_out), alpha, best_value)
+        if value > best_value:
+            best_value, best = value, (k_in, k_out)
     k_in, k_out = best
     correct = _correct(inc_sorted, k_in, k_out)
-    return LowerBound(
-        epsilon=best_eps,
-        delta=d,
-        confidence=c,
-        method="one-run",
-        threshold=None,
-        details={
-            "m": m,
-            "guesses_in": k_in,
-            "guesses_out": k_out,
-            "guesses": k_in + k_out,
-            "correct": correct,
-            "selection": selection,
-            "per_test_alpha": alpha,
-            "p_value": _p_value(m, k_in + k_out, correct, best_eps, d),
-        },
-    )
+    return GuessSearch(best_value, k_in, k_out, correct, m, selection, alpha)
 
 
 def _correct(inc_sorted: np.ndarray, k_in: int, k_out: int) -> int:

@@ -59,15 +59,13 @@ import math
 import numbers
 from collections.abc import Callable
 
-import numpy as np
 from numpy.typing import ArrayLike
 from scipy import special
 
 from deniable.accounting.gaussian_exact import gaussian_epsilon
 from deniable.audit.bounds_binomial import check_audit_delta, check_confidence
-from deniable.audit.bounds_one_run import _check_guesses, _correct, _default_grid
+from deniable.audit.bounds_one_run import search_guesses
 from deniable.audit.bounds_result import LowerBound
-from deniable.audit.metrics import validate_scores
 from deniable.errors import InvalidParameterError, check_count
 
 InverseBlowUp = Callable[[float], float]
@@ -215,6 +213,7 @@ def one_run_fdp_lower_bound(
     (split k₊ = k − k//2, k₋ = k//2), an explicit ``(k₊, k₋)``, or ``None`` for the grid of
     guess counts at level α/G each (Bonferroni), the largest bound reported. ``delta`` must be > 0.
 
+    >>> import numpy as np
     >>> rng = np.random.default_rng(0)
     >>> included = rng.random(1000) < 0.5
     >>> scores = rng.normal(2.0 * included, 1.0)
@@ -226,27 +225,16 @@ def one_run_fdp_lower_bound(
     d = check_audit_delta(delta)
     if d == 0:
         raise InvalidParameterError("delta", delta, "in (0, 1) for the f-DP (GDP) route")
-    s, inc = validate_scores(scores, included, labels="included")
-    m = s.size
-    order = np.argsort(-s, kind="stable")
-    inc_sorted = inc[order]
-    if guesses is None:
-        grid = _default_grid(m)
-        selection = f"bonferroni over {len(grid)} guess counts"
-    else:
-        grid = [_check_guesses(guesses, m)]
-        selection = "fixed guesses"
-    alpha = (1 - c) / len(grid)
-    best_mu, best = 0.0, grid[-1]
-    for k_in, k_out in grid:
-        correct = _correct(inc_sorted, k_in, k_out)
-        mu = _mu_lower(m, k_in + k_out, correct, alpha, floor=best_mu)
-        if mu > best_mu:
-            best_mu, best = mu, (k_in, k_out)
-    k_in, k_out = best
-    correct = _correct(inc_sorted, k_in, k_out)
+    found = search_guesses(
+        scores,
+        included,
+        confidence=c,
+        guesses=guesses,
+        bound=lambda m, k, v, alpha, floor: _mu_lower(m, k, v, alpha, floor=floor),
+    )
+    best_mu = found.value
     epsilon = gaussian_epsilon(best_mu, d) if best_mu > 0 else 0.0
-    p_value = _tail_bound(m, k_in + k_out, correct, gaussian_inverse_blow_up(best_mu))
+    p_value = _tail_bound(found.m, found.guesses, found.correct, gaussian_inverse_blow_up(best_mu))
     return LowerBound(
         epsilon=epsilon,
         delta=d,
@@ -254,13 +242,7 @@ def one_run_fdp_lower_bound(
         method="one-run-fdp",
         threshold=None,
         details={
-            "m": m,
-            "guesses_in": k_in,
-            "guesses_out": k_out,
-            "guesses": k_in + k_out,
-            "correct": correct,
-            "selection": selection,
-            "per_test_alpha": alpha,
+            **found.details(),
             "mu_lower": best_mu,
             "p_value": p_value,
             "assumption": "Gaussian trade-off curve (mu-GDP) for each canary",
