@@ -896,6 +896,17 @@ def version() -> None:
 _register_subcommands()
 
 
+def _usage_errors() -> tuple[type[Exception], ...]:
+    """The exception type of command-line usage errors: typer's own since it vendors click
+    (≥ 0.22), click's before (Flower, the ``fl`` extra, pins typer < 0.21)."""
+    own = getattr(typer, "TyperException", None)
+    if isinstance(own, type) and issubclass(own, Exception):
+        return (own,)
+    import click
+
+    return (click.ClickException,)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app; user errors become one line on stderr and exit code 2."""
     args = sys.argv[1:] if argv is None else argv
@@ -906,7 +917,7 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Abort:
         print("error: aborted", file=sys.stderr)
         sys.exit(130)
-    except typer.TyperException as exc:
+    except _usage_errors() as exc:
         format_message = getattr(exc, "format_message", None)
         message = format_message() if callable(format_message) else str(exc)
         print(f"error: {message}", file=sys.stderr)
