@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from scipy import stats
 
 from deniable import accounting
@@ -164,3 +165,22 @@ def test_pate_with_user_keys_and_confident_gnmax() -> None:
     assert accuracy(result.student, held_out) > 0.6
     dependent = result.data_dependent_rdp()
     assert np.all(dependent.rdp <= dependent.data_independent_rdp * (1 + 1e-12))
+
+
+def test_teachers_fitted_in_worker_processes_equal_the_one_process_ensemble() -> None:
+    """Five teachers over two spawned processes: each depends only on its partition and seed,
+    so the weights are bit-identical; progress counts teachers as each share finishes."""
+    from deniable.placements.pate import train_teachers
+
+    data = load_digits(seed=0).train
+    fit = Fit(model="logreg", epochs=3)
+    one = train_teachers(data, num_teachers=5, fit=fit)
+    seen: list[tuple[int, int]] = []
+    two = train_teachers(
+        data, num_teachers=5, fit=fit, workers=2, progress=lambda d, t: seen.append((d, t))
+    )
+    assert seen[-1] == (5, 5)
+    np.testing.assert_array_equal(one.assignment, two.assignment)
+    for a, b in zip(one.models, two.models, strict=True):
+        for (name, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+            assert torch.equal(x, y), name

@@ -60,6 +60,7 @@ class TrainConfig(BaseModel):
     fit_learning_rate: float = Field(0.005, gt=0, description="their Adam learning rate")
     pate_teachers: int | None = Field(None, ge=2, description="None: min(250, train size // 50)")
     pate_queries: int = Field(200, ge=1, description="public queries the teachers answer")
+    workers: int = Field(1, ge=1, description="processes that fit PATE's teachers")
     input_low: float = Field(0.0, description="data-independent lower clamp of every feature")
     input_high: float = Field(1.0, description="data-independent upper clamp of every feature")
     input_label_share: float = Field(0.5, gt=0, lt=1, description="share of ε for the label")
@@ -128,7 +129,9 @@ def _validated(model: type[Config], data: dict[str, object]) -> Config:
         raise DeniableError(f"config key '{key}': {first['msg']}") from None
 
 
-OPERATIONAL_KEYS = frozenset({"out", "track", "mlflow_uri", "audit", "audit_canaries", "compare"})
+OPERATIONAL_KEYS = frozenset(
+    {"out", "track", "mlflow_uri", "audit", "audit_canaries", "compare", "workers"}
+)
 """Keys that do not change what is trained: a run may be resumed with other values for them."""
 
 

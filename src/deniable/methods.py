@@ -159,6 +159,7 @@ def _pate(
         student_fit=_fit(config),
         partition_seed=config.seed or 0,
         rng=rng,
+        workers=config.workers,
     )
     claim = result.epsilon(config.delta, accountant=config.accountant or "pld")
     agreement = float(np.mean(result.aggregation.labels == np.argmax(result.votes, axis=1)))

@@ -72,12 +72,13 @@ def train_pate(
     partition_seed: int = 0,
     rng: RandomSource | None = None,
     progress: Progress | None = None,
+    workers: int = 1,
 ) -> PateResult:
     """Train ``num_teachers`` teachers on disjoint unit-keyed partitions of ``private``, label
     ``public_features`` with ``aggregator`` and fit the student on the answered queries.
 
     ``rng`` (default: a fresh secure source) draws the aggregation noise; ``progress(done,
-    total)`` is called after each teacher.
+    total)`` is called after each teacher; ``workers`` processes fit the teachers.
     """
     x = np.asarray(public_features, dtype=np.float32)
     if x.ndim < 2 or x.shape[0] < 1:
@@ -88,6 +89,7 @@ def train_pate(
         fit=teacher_fit,
         partition_seed=partition_seed,
         progress=progress,
+        workers=workers,
     )
     votes = teachers.votes(x)
     aggregation = aggregator.aggregate(votes, rng)

@@ -8,7 +8,9 @@ therefore private and must never be released.
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +20,7 @@ from torch import nn
 
 from deniable.data import ArrayDataset
 from deniable.errors import InvalidParameterError, check_count
+from deniable.models import build_model
 from deniable.placements.fit import Fit, fit_classifier
 from deniable.placements.pate.partition import teacher_assignment
 
@@ -72,31 +75,79 @@ def train_teachers(
     fit: Fit,
     partition_seed: int = 0,
     progress: Progress | None = None,
+    workers: int = 1,
 ) -> TeacherEnsemble:
     """Partition ``private`` by privacy unit (:func:`teacher_assignment` of
     ``private.unit_keys()``) and fit one ``fit.model`` per partition; ``progress(done, total)`` is
-    called after each teacher."""
+    called after each teacher. ``workers > 1`` fits the teachers in that many processes (one
+    torch thread each); each teacher depends only on its partition and its seed
+    (``fit.seed + t``), so the ensemble is the one-process ensemble."""
     t = check_count("num_teachers", num_teachers, minimum=2)
     assignment = teacher_assignment(private.unit_keys(), t, seed=partition_seed)
-    models = []
     sizes = np.bincount(assignment, minlength=t).astype(np.int64)
-    for teacher in range(t):
-        part = assignment == teacher
-        models.append(
-            fit_classifier(
-                private.features[part],
-                private.labels[part],
-                feature_shape=private.feature_shape,
-                num_classes=private.num_classes,
-                fit=fit,
-                seed_offset=teacher,
-            )
-        )
-        if progress is not None:
-            progress(teacher + 1, t)
+    if check_count("workers", workers) > 1:
+        models = _fit_in_workers(private, assignment, t, fit, workers, progress)
+    else:
+        models = []
+        for teacher in range(t):
+            models.append(_fit_teacher(private, assignment, teacher, fit))
+            if progress is not None:
+                progress(teacher + 1, t)
     return TeacherEnsemble(
         tuple(models), assignment, sizes, private.num_classes, private.feature_shape
     )
+
+
+def _fit_teacher(
+    private: ArrayDataset, assignment: NDArray[np.int64], teacher: int, fit: Fit
+) -> nn.Module:
+    part = assignment == teacher
+    return fit_classifier(
+        private.features[part],
+        private.labels[part],
+        feature_shape=private.feature_shape,
+        num_classes=private.num_classes,
+        fit=fit,
+        seed_offset=teacher,
+    )
+
+
+def _fit_share(
+    private: ArrayDataset, assignment: NDArray[np.int64], teachers: list[int], fit: Fit
+) -> list[dict[str, torch.Tensor]]:
+    torch.set_num_threads(1)
+    return [_fit_teacher(private, assignment, t, fit).state_dict() for t in teachers]
+
+
+def _fit_in_workers(
+    private: ArrayDataset,
+    assignment: NDArray[np.int64],
+    count: int,
+    fit: Fit,
+    workers: int,
+    progress: Progress | None,
+) -> list[nn.Module]:
+    """Teachers split into ``workers`` interleaved shares, fitted in spawned processes;
+    ``progress`` counts teachers as each share finishes."""
+    shares = [list(range(w, count, workers)) for w in range(min(workers, count))]
+    states: dict[int, dict[str, torch.Tensor]] = {}
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=len(shares), mp_context=context) as pool:
+        futures = {
+            pool.submit(_fit_share, private, assignment, share, fit): share for share in shares
+        }
+        for future in as_completed(futures):
+            for teacher, state in zip(futures[future], future.result(), strict=True):
+                states[teacher] = state
+            if progress is not None:
+                progress(len(states), count)
+    models = []
+    for teacher in range(count):
+        model = build_model(fit.model, private.feature_shape, private.num_classes)
+        model.load_state_dict(states[teacher])
+        model.eval()
+        models.append(model)
+    return models
 
 
 def _features(features: NDArray[np.float32], shape: tuple[int, ...]) -> torch.Tensor:
