@@ -5,7 +5,9 @@ subprocess so its peak RSS (ru_maxrss) is its own. Modes:
 
 - ``nonprivate``: forward, backward, SGD step;
 - ``deniable``: our DP step (per-example clipping, noise once, expected-batch averaging; ghost
-  clipping where it pays off, vmap otherwise);
+  clipping where it pays off, vmap otherwise); ``deniable_compiled``: the same step with
+  ``compiled=True`` (torch.compile of per-example gradients + clipping; compilation happens in
+  the warm-up step and is not timed);
 - ``opacus_hooks`` / ``opacus_ghost``: Opacus 1.6's GradSampleModule (hooks) and ghost clipping
   (bench-only dependency).
 
@@ -32,7 +34,7 @@ import time
 import torch
 from torch import nn
 
-MODES = ("nonprivate", "deniable", "opacus_hooks", "opacus_ghost")
+MODES = ("nonprivate", "deniable", "deniable_compiled", "opacus_hooks", "opacus_ghost")
 MODELS = ("mnist-cnn", "transformer", "char-lstm")
 
 
@@ -114,7 +116,7 @@ def _step_function(model, x, y, loss_fn, mode, batch):  # type: ignore[no-untype
             opt.step()
 
         return step
-    if mode == "deniable":
+    if mode in ("deniable", "deniable_compiled"):
         from deniable.train.dp_step import Clipping, noisy_gradient
         from deniable.train.noise import NoiseSource
 
@@ -133,6 +135,7 @@ def _step_function(model, x, y, loss_fn, mode, batch):  # type: ignore[no-untype
                 noise_multiplier=1.0,
                 expected_batch_units=float(batch),
                 noise=noise,
+                compiled=mode == "deniable_compiled",
             )
             for name, p in model.named_parameters():
                 p.grad = grads[name]

@@ -9,18 +9,27 @@ clipping's (:attr:`Clipping.sensitivity`): C per unit for add/remove-one, 2C wit
 
 from __future__ import annotations
 
+import logging
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from deniable.errors import InvalidParameterError, UnsupportedModuleError, check_positive
+from deniable.errors import (
+    DeniableError,
+    InvalidParameterError,
+    UnsupportedModuleError,
+    check_positive,
+)
 from deniable.grad.clip import ClipResult, clip_and_sum
+from deniable.grad.compiled import compiled_clipped_sum
 from deniable.grad.ghost import check_ghost_supported, ghost_clipped_sum
-from deniable.grad.per_sample import compute_per_sample
+from deniable.grad.per_sample import compute_per_sample, per_sample_method
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -97,13 +106,16 @@ def clipped_sum(
     *,
     clipping: Clipping,
     physical_batch_units: int | None = None,
+    compiled: bool = False,
 ) -> ClippedSum:
     """Clip each unit's whole gradient to ``clipping.max_grad_norm`` and sum; no noise.
 
     ``units`` gives each example's privacy unit. The units are processed in chunks of at most
     ``physical_batch_units`` (all examples of a unit in the same chunk), which changes memory,
     never the result. Raises :class:`~deniable.errors.DeniableError` if a unit's gradient norm is
-    not finite.
+    not finite. ``compiled`` uses the ``torch.compile``'d per-example path
+    (:mod:`deniable.grad.compiled`) where it applies: one example per unit, flat clipping, a
+    model vmap can batch.
     """
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
     summed = {n: torch.zeros_like(p) for n, p in params.items()}
@@ -116,7 +128,16 @@ def clipped_sum(
         mask = torch.isin(group, chunk)
         one_per_unit = int(mask.sum()) == chunk.numel()
         result: ClipResult
-        if one_per_unit and not clipping.per_layer and ghost_pays_off(model):
+        fusable = one_per_unit and not clipping.per_layer
+        fused = None
+        if compiled and fusable and per_sample_method(model) == "vmap":
+            fused = _try_compiled(model, loss_fn, inputs[mask], targets[mask], clipping)
+        if fused is not None:
+            summed_chunk, norms, losses = fused
+            fraction = float((norms > clipping.max_grad_norm).float().mean())
+            result = ClipResult(summed_chunk, norms, fraction, clipping.max_grad_norm, False)
+            method = "compiled"
+        elif fusable and ghost_pays_off(model):
             ghost = ghost_clipped_sum(
                 model, loss_fn, inputs[mask], targets[mask], clipping.max_grad_norm
             )
@@ -134,6 +155,31 @@ def clipped_sum(
         clipped += result.clipped_fraction * chunk.numel()
         loss_total += float(losses.sum())
     return ClippedSum(summed, int(unique.numel()), clipped, loss_total, len(inputs), method)
+
+
+_not_compilable: weakref.WeakSet[nn.Module] = weakref.WeakSet()
+
+
+def _try_compiled(
+    model: nn.Module,
+    loss_fn: LossFn,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    clipping: Clipping,
+) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor] | None:
+    """The compiled path, or None (with a warning, once per model) when the compiler fails here,
+    e.g. without a C compiler: the eager paths compute the same sum."""
+    if model in _not_compilable:
+        return None
+    try:
+        return compiled_clipped_sum(model, loss_fn, inputs, targets, clipping.max_grad_norm)
+    except DeniableError:
+        raise
+    except Exception as error:  # a compiler failure is not the user's error: fall back
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        logger.warning("torch.compile failed (%s); using the eager per-sample path", first)
+        _not_compilable.add(model)
+        return None
 
 
 def _chunks(units: torch.Tensor, size: int | None) -> list[torch.Tensor]:

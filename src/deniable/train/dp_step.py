@@ -62,6 +62,7 @@ def noisy_gradient(
     expected_batch_units: float,
     noise: NoiseSource,
     physical_batch_units: int | None = None,
+    compiled: bool = False,
 ) -> tuple[dict[str, torch.Tensor], StepStats]:
     """ĝ for one logical batch. ``units`` gives each example's privacy unit (any integers).
 
@@ -76,6 +77,7 @@ def noisy_gradient(
         units,
         clipping=clipping,
         physical_batch_units=physical_batch_units,
+        compiled=compiled,
     )
     std = noise_multiplier * clipping.max_grad_norm
     # The noise std is σ·C whatever the sensitivity: the event (step_event) states the

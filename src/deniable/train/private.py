@@ -70,6 +70,7 @@ class PrivateTraining:
         physical_batch_units: int | None = None,
         augmentation: Augmentation | None = None,
         augmentation_seed: int = 0,
+        compiled: bool = False,
     ) -> None:
         self.model = model
         self.optimizer = optimizer
@@ -83,6 +84,7 @@ class PrivateTraining:
         self.noise = noise
         self.physical_batch_units = physical_batch_units
         self.augmentation = augmentation
+        self.compiled = compiled
         self._augment_rng = torch.Generator().manual_seed(augmentation_seed)
         self.tracker = PrivacyTracker(sampler.relation, unit_name)
         self.steps_done = 0
@@ -139,6 +141,7 @@ class PrivateTraining:
             expected_batch_units=self.sampler.expected_batch_units,
             noise=self.noise,
             physical_batch_units=self.physical_batch_units,
+            compiled=self.compiled,
         )
         if copies > 1:
             stats = replace(stats, loss=stats.loss * copies)
@@ -213,6 +216,7 @@ def make_private(
     seed: int | None = None,
     allow_unverified_layers: bool = False,
     augmentation: Augmentation | None = None,
+    compiled: bool = False,
 ) -> PrivateTraining:
     """Build a :class:`PrivateTraining` over in-memory tensors.
 
@@ -222,6 +226,8 @@ def make_private(
     ``seed=None`` draws sampling and noise seeds from the OS CSPRNG (secure mode).
     ``augmentation`` (:class:`~deniable.train.augment.Augmentation`) turns on augmentation
     multiplicity: same event, each unit's gradient the mean over its augmented copies.
+    ``compiled=True`` runs the per-example gradients and clipping through ``torch.compile``
+    (:mod:`deniable.grad.compiled`): the same step, faster on long runs after a compilation.
     """
     units = checked_units(model, inputs, targets, keys, batch_size, allow_unverified_layers)
     count = units.num_units
@@ -250,6 +256,7 @@ def make_private(
         physical_batch_units=physical_batch_size,
         augmentation=augmentation,
         augmentation_seed=sampler_seed + 2,
+        compiled=compiled,
     )
 
 

@@ -102,6 +102,7 @@ def train_private(
         physical_batch_size=config.physical_batch_size,
         seed=config.seed,
         augmentation=augmentation(config),
+        compiled=config.compile,
     )
     total = math.ceil(config.epochs / training.sample_rate)
     per_epoch = training.steps_per_epoch
