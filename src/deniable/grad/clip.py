@@ -69,17 +69,22 @@ def clip_sensitivity(max_norm: float, *, per_layer: bool = False) -> float:
     return check_positive("max_norm", max_norm)
 
 
-def clip_factors(norms: Tensor, max_norm: float) -> Tensor:
-    """Scale factors s = min(1, C/‖g‖) (1 where ‖g‖ = 0), shrunk by 16 ulps where < 1.
-
-    Raises :class:`DeniableError` if a norm is not finite (a unit's gradient overflowed).
-    """
+def check_finite_norms(norms: Tensor) -> None:
+    """A :class:`DeniableError` if a unit's gradient norm is not finite (it overflowed)."""
     if not bool(torch.isfinite(norms).all()):
         bad = int((~torch.isfinite(norms)).sum())
         raise DeniableError(
             f"{bad} per-sample gradient norm(s) are not finite; lower the learning rate or "
             "check the inputs for NaN/inf"
         )
+
+
+def clip_factors(norms: Tensor, max_norm: float) -> Tensor:
+    """Scale factors s = min(1, C/‖g‖) (1 where ‖g‖ = 0), shrunk by 16 ulps where < 1.
+
+    Raises :class:`DeniableError` if a norm is not finite (a unit's gradient overflowed).
+    """
+    check_finite_norms(norms)
     margin = 1.0 - 16 * torch.finfo(norms.dtype).eps
     safe = torch.where(norms > 0, norms, torch.ones_like(norms))
     shrunk = (max_norm / safe) * margin

@@ -25,7 +25,8 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad_and_value, vmap
 
-from deniable.errors import DeniableError, check_count, check_positive
+from deniable.errors import check_count, check_positive
+from deniable.grad.clip import check_finite_norms
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 _cache: weakref.WeakKeyDictionary[nn.Module, dict[tuple[int, float], Any]] = (
@@ -57,12 +58,7 @@ def compiled_clipped_sum(
     step = _compiled(model, loss_fn, max_norm)
     summed, norms, losses = step(params, fixed, x, y, weight)
     norms, losses = norms[:n], losses[:n]
-    if not bool(torch.isfinite(norms).all()):
-        bad = int((~torch.isfinite(norms)).sum())
-        raise DeniableError(
-            f"{bad} per-sample gradient norm(s) are not finite; lower the learning rate or "
-            "check the inputs for NaN/inf"
-        )
+    check_finite_norms(norms)
     return summed, norms, losses
 
 
