@@ -23,7 +23,7 @@ from deniable.config import TrainConfig
 from deniable.data import load_dataset
 from deniable.train.trainer import train_private
 
-VARIANTS = {
+VARIANTS: dict[str, dict[str, object]] = {
     "plain": {},
     "augmentation x4": {"augmentation": "shift", "augmentation_multiplicity": 4},
     "ema": {"ema_decay": 0.99},
@@ -44,6 +44,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=float, default=30.0)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--learning-rate", type=float, default=0.5)
+    parser.add_argument("--momentum", type=float, default=0.9)
+    parser.add_argument("--max-grad-norm", type=float, default=1.0)
+    parser.add_argument("--ema-decay", type=float, default=0.99)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--pad", type=int, default=1, help="shift augmentation: pixels")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
@@ -51,7 +55,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rows = []
-    for name, extra in VARIANTS.items():
+    for name in args.variants:
+        extra = dict(VARIANTS[name])
+        if "ema_decay" in extra:
+            extra["ema_decay"] = args.ema_decay
         accuracies, epsilons, seconds = [], [], []
         for seed in range(args.seeds):
             split = load_dataset(args.dataset, args.data_dir, seed=seed)
@@ -61,6 +68,8 @@ def main() -> None:
                 epochs=args.epochs,
                 batch_size=args.batch_size,
                 learning_rate=args.learning_rate,
+                momentum=args.momentum,
+                max_grad_norm=args.max_grad_norm,
                 target_epsilon=args.epsilon,
                 augmentation_pad=args.pad,
                 seed=seed,

@@ -643,13 +643,24 @@ def audit_cmd(
         assert run_dir is not None
         if canaries is not None:
             raise DeniableError("--canaries goes with --config; a run is audited as configured")
-        result = audit_run(
-            run_dir,
-            canaries=canary_audit,
-            lira_shadows=lira,
-            workers=check_count("--workers", workers),
-            max_examples=max_examples,
-        )
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        count = TextColumn("{task.completed}/{task.total}")
+        columns = (TextColumn("LiRA shadows"), BarColumn(), count)
+        bar = Progress(
+            *columns, TimeRemainingColumn(), console=console, transient=True,
+            disable=as_json or not lira,
+        )  # fmt: skip
+        with bar:
+            task = bar.add_task("shadows", total=None)
+            result = audit_run(
+                run_dir,
+                canaries=canary_audit,
+                lira_shadows=lira,
+                workers=check_count("--workers", workers),
+                max_examples=max_examples,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
         audit = result["audit"]  # type: ignore[assignment]
         claimed, delta = result["epsilon"], result["delta"]
     if as_json:
