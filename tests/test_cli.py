@@ -283,3 +283,35 @@ def test_account_config_errors_name_the_key(
     assert code != 0 and needle in err and len(err.strip().splitlines()) == 1
     code, _, err = run(["calibrate", "--config", str(path)], capsys)
     assert code != 0 and len(err.strip().splitlines()) == 1
+
+
+def test_defaults_file_gives_every_command_a_config_key(
+    tmp_path: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`deniable --defaults FILE CMD`: one TOML table per command (nested for sub-commands),
+    keys named after the options; flags still win; unknown tables or keys are one line."""
+    from pathlib import Path
+
+    path = Path(str(tmp_path)) / "defaults.toml"
+    path.write_text(
+        "[account]\nsample_rate = 0.01\nnoise_multiplier = 1.1\nsteps = 1000\n"
+        '[ledger.create]\nepsilon = 4.0\n[recipes]\nas_json = true\n'
+    )
+    code, out, err = run(["--defaults", str(path), "account", "--json"], capsys)
+    assert code == 0, err
+    _, expected, _ = run(
+        ["account", "--sample-rate", "0.01", "--noise-multiplier", "1.1", "--steps", "1000",
+         "--json"],
+        capsys,
+    )  # fmt: skip
+    assert json.loads(out) == json.loads(expected)
+    code, out, _ = run(["--defaults", str(path), "account", "--steps", "10", "--json"], capsys)
+    assert json.loads(out)["steps"] == 10
+    code, out, _ = run(["--defaults", str(path), "recipes"], capsys)
+    assert code == 0 and isinstance(json.loads(out), list)  # as_json from the file
+    for text, needle in (("[acount]\nsteps = 1\n", "not a command"),
+                         ("[account]\nstep = 1\n", "no option 'step'"),
+                         ("[ledger.creat]\nx = 1\n", "not a command")):  # fmt: skip
+        path.write_text(text)
+        code, _, err = run(["--defaults", str(path), "account"], capsys)
+        assert code != 0 and needle in err and len(err.strip().splitlines()) == 1

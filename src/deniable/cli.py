@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
@@ -907,6 +908,45 @@ def version() -> None:
 _register_subcommands()
 
 
+def _defaults(args: list[str]) -> tuple[list[str], dict[str, object] | None]:
+    """``deniable --defaults FILE COMMAND ...``: a TOML file with one table per command (``[run]``,
+    ``[secrets]``, ``[ledger.create]``, ...) whose keys are that command's options (``--max-chars``
+    is ``max_chars``) gives their defaults; flags on the command line still win. So every flag of
+    every command has a config key. Unknown tables or keys are one-line errors."""
+    if not args or args[0] != "--defaults":
+        return args, None
+    if len(args) < 2:
+        raise DeniableError("--defaults needs a TOML file")
+    path = Path(args[1])
+    if not path.exists():
+        raise DeniableError(f"defaults file {path} does not exist")
+    try:
+        table = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise DeniableError(f"defaults file {path} is not valid TOML: {exc}") from None
+    _check_defaults(typer.main.get_command(app), table, "")
+    return args[2:], table
+
+
+def _check_defaults(command: object, table: dict[str, object], where: str) -> None:
+    """Every table names a command and every key one of its options."""
+    subcommands = getattr(command, "commands", None)
+    if isinstance(subcommands, dict):
+        for name, value in table.items():
+            if name not in subcommands or not isinstance(value, dict):
+                known = ", ".join(sorted(subcommands))
+                raise DeniableError(f"defaults: [{where}{name}] is not a command ({known})")
+            _check_defaults(subcommands[name], value, f"{where}{name}.")
+        return
+    options = {p.name for p in getattr(command, "params", [])}
+    for key in table:
+        if key not in options:
+            raise DeniableError(
+                f"defaults: [{where.rstrip('.')}] has no option {key!r} "
+                f"(options: {', '.join(sorted(o for o in options if o))})"
+            )
+
+
 def _usage_errors() -> tuple[type[Exception], ...]:
     """The exception type of command-line usage errors: typer's own since it vendors click
     (≥ 0.22), click's before (Flower, the ``fl`` extra, pins typer < 0.21)."""
@@ -922,7 +962,8 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app; user errors become one line on stderr and exit code 2."""
     args = sys.argv[1:] if argv is None else argv
     try:
-        app(args=args or ["--help"], standalone_mode=False)
+        args, defaults = _defaults(list(args))
+        app(args=args or ["--help"], standalone_mode=False, default_map=defaults)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:
