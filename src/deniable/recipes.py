@@ -125,7 +125,7 @@ RECIPES: dict[str, Recipe] = {
             kind="run",
             paper="Papernot et al. 2021, tempered sigmoid (tanh) CNN",
             published={2.93: 0.981},
-            measured={3.0: 0.9789},
+            measured={1.0: 0.9737, 2.0: 0.9778, 3.0: 0.9789, 8.0: 0.9797},
             settings={
                 "dataset": "mnist",
                 "model": "papernot-cnn",
