@@ -34,7 +34,7 @@ from deniable.audit.canaries import (
 from deniable.audit.metrics import AttackMetrics, attack_metrics
 from deniable.config import TrainConfig
 from deniable.data import ArrayDataset, Split
-from deniable.train.trainer import train_baseline, train_private
+from deniable.train.trainer import Progress, train_baseline, train_private
 
 DEFAULT_CANARIES = 1000
 CONFIDENCE = 0.95
@@ -109,7 +109,12 @@ def loss_attack_scores(model: nn.Module, split: Split) -> tuple[np.ndarray, np.n
 
 
 def canary_audit(
-    split: Split, config: TrainConfig, canaries: CanarySet, *, private: bool
+    split: Split,
+    config: TrainConfig,
+    canaries: CanarySet,
+    *,
+    private: bool,
+    progress: Progress | None = None,
 ) -> CanaryAudit:
     """Train with the included canaries (the run's method, or without privacy) and bound ε from
     the canary scores."""
@@ -121,7 +126,7 @@ def canary_audit(
         trained = train_method(audited, config)
         model, accuracy, claimed = trained.model, trained.test_accuracy, trained.claim.epsilon
     elif private:
-        outcome = train_private(audited, config)
+        outcome = train_private(audited, config, progress=progress)
         model, accuracy = outcome.model, outcome.test_accuracy
         claimed = outcome.training.epsilon(config.delta, config.accountant).epsilon
     else:
@@ -145,14 +150,16 @@ def audit(
     *,
     canaries: int = DEFAULT_CANARIES,
     non_private: bool = True,
+    progress: Progress | None = None,
 ) -> AuditOutcome:
     """The whole audit stage for a run (see the module docstring). Without a
     ``reported_model`` (auditing a config before any release), the LOSS attack targets the
-    model the private canary run trained (the real training examples are all members of it)."""
+    model the private canary run trained (the real training examples are all members of it).
+    ``progress(done, total)`` follows the private canary run's steps."""
     canary_set = random_input_canaries(
         split.feature_shape, split.num_classes, canaries, seed=(config.seed or 0) + 7919
     )
-    private_audit = canary_audit(split, config, canary_set, private=True)
+    private_audit = canary_audit(split, config, canary_set, private=True, progress=progress)
     baseline_audit = canary_audit(split, config, canary_set, private=False) if non_private else None
     target = reported_model if reported_model is not None else private_audit.model
     assert target is not None

@@ -647,11 +647,10 @@ def audit_cmd(
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
         count = TextColumn("{task.completed}/{task.total}")
-        columns = (TextColumn("LiRA shadows"), BarColumn(), count)
+        columns = (TextColumn("audit (training, shadows)"), BarColumn(), count)
         bar = Progress(
-            *columns, TimeRemainingColumn(), console=console, transient=True,
-            disable=as_json or not lira,
-        )  # fmt: skip
+            *columns, TimeRemainingColumn(), console=console, transient=True, disable=as_json
+        )
         with bar:
             task = bar.add_task("shadows", total=None)
             result = audit_run(

@@ -130,7 +130,9 @@ def run(
     elif audit_model and config.audit:
         from deniable.auditing import audit
 
-        outcome = audit(split, config, model, canaries=config.audit_canaries)
+        outcome = audit(
+            split, config, model, canaries=config.audit_canaries, progress=progress
+        )
         result["audit_epsilon_lower_bound"] = outcome.epsilon_lower_bound
         result["audit"] = outcome.to_dict()
         audit_scores = {"scores": outcome.loss_scores, "is_member": outcome.loss_is_member}
@@ -258,7 +260,9 @@ def audit_run(
     block: dict[str, object] = dict(previous) if isinstance(previous, dict) else {}
     audit_scores = None
     if canaries:
-        outcome = audit(split, config, model, canaries=config.audit_canaries)
+        outcome = audit(
+            split, config, model, canaries=config.audit_canaries, progress=progress
+        )
         result["audit_epsilon_lower_bound"] = outcome.epsilon_lower_bound
         block.update(outcome.to_dict())
         audit_scores = {"scores": outcome.loss_scores, "is_member": outcome.loss_is_member}
