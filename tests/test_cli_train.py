@@ -32,6 +32,10 @@ def test_run_json_contract(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
         assert key in result
     assert result["epsilon"] <= 3.0
     assert result["unit"] == "example" and result["relation"] == "add_remove"
+    # the per-sample path the step took, and ghost clipping's per-layer norm choice
+    assert result["per_sample"]["method"] == "ghost"
+    assert set(result["per_sample"]["layers"]) == {"linear.weight", "linear.bias"}
+    assert set(result["per_sample"]["layers"].values()) <= {"gram", "explicit"}
     assert 0.0 <= result["test_accuracy"] <= 1.0
     run_dir = Path(result["run_dir"])
     assert json.loads((run_dir / "result.json").read_text())["epsilon"] == result["epsilon"]

@@ -450,6 +450,15 @@ def _train_and_report_untracked(
     if result.get("method", "dpsgd") == "dpsgd":
         table.add_row("noise multiplier σ", f"{result['noise_multiplier']:.4f}")
         table.add_row("steps × sample rate", f"{result['steps']} × {result['sample_rate']:.4f}")
+        per_sample = result.get("per_sample")
+        if isinstance(per_sample, dict) and per_sample.get("method"):
+            layers = per_sample.get("layers") or {}
+            choice = ", ".join(
+                f"{kind}: {sum(v == kind for v in layers.values())}"
+                for kind in sorted(set(layers.values()))
+            )
+            label = str(per_sample["method"]) + (f" ({choice} parameters)" if choice else "")
+            table.add_row("per-sample gradients", label)
     else:
         table.add_row("method", f"{result['method']} ({result['guarantee']})")
     table.add_row("test accuracy (private)", f"{result['test_accuracy']:.2%}")

@@ -170,6 +170,7 @@ def _dpsgd(
         "test_accuracy": private.test_accuracy,
         "train_accuracy": private.train_accuracy,
         "epsilon_curve": private.epsilon_curve,
+        "per_sample": private.per_sample,
     }
 
 

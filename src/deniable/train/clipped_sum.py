@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -81,7 +81,10 @@ class ClippedSum:
         clipped_units: how many of them were scaled down.
         loss_total: Σ of the per-example losses (to report a mean loss; not private).
         examples: number of examples behind the units.
-        method: the per-sample path taken ("ghost", "vmap" or "loop"; "none" for no units).
+        method: the per-sample path taken ("ghost", "vmap", "loop" or "compiled"; "none" for no
+            units).
+        layer_methods: with ghost clipping, how each parameter's norm was computed
+            (``{"layer.weight": "gram" | "explicit"}``: the T² vs d_in·d_out choice per layer).
     """
 
     summed: dict[str, torch.Tensor]
@@ -90,6 +93,7 @@ class ClippedSum:
     loss_total: float
     examples: int
     method: str
+    layer_methods: dict[str, str] = field(default_factory=dict)
 
 
 def clipping_groups(units: torch.Tensor, clipping: Clipping) -> torch.Tensor:
@@ -124,6 +128,7 @@ def clipped_sum(
     clipped = 0.0
     loss_total = 0.0
     method = "none"
+    layer_methods: dict[str, str] = {}
     for chunk in _chunks(unique, physical_batch_units):
         mask = torch.isin(group, chunk)
         one_per_unit = int(mask.sum()) == chunk.numel()
@@ -142,6 +147,7 @@ def clipped_sum(
                 model, loss_fn, inputs[mask], targets[mask], clipping.max_grad_norm
             )
             result, losses, method = ghost, ghost.losses, "ghost"
+            layer_methods = ghost.layer_methods
         else:
             per_unit = compute_per_sample(
                 model, loss_fn, inputs[mask], targets[mask], keys=group[mask]
@@ -154,7 +160,9 @@ def clipped_sum(
             summed[name] += value.detach()
         clipped += result.clipped_fraction * chunk.numel()
         loss_total += float(losses.sum())
-    return ClippedSum(summed, int(unique.numel()), clipped, loss_total, len(inputs), method)
+    return ClippedSum(
+        summed, int(unique.numel()), clipped, loss_total, len(inputs), method, layer_methods
+    )
 
 
 _not_compilable: weakref.WeakSet[nn.Module] = weakref.WeakSet()

@@ -18,7 +18,7 @@ states sensitivity 2C: claiming C there is the textbook pitfall this makes impos
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -48,6 +48,7 @@ class StepStats:
     clipped_fraction: float
     loss: float
     method: str = "vmap"
+    layer_methods: dict[str, str] = field(default_factory=dict)
 
 
 def noisy_gradient(
@@ -89,7 +90,7 @@ def noisy_gradient(
     count = total.units
     clipped = total.clipped_units / count if count else 0.0
     mean_loss = total.loss_total / max(1, total.examples)
-    return out, StepStats(count, clipped, mean_loss, total.method)
+    return out, StepStats(count, clipped, mean_loss, total.method, total.layer_methods)
 
 
 def step_event(clipping: Clipping, noise_multiplier: float) -> GaussianEvent:

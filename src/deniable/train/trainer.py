@@ -38,6 +38,7 @@ class PrivateOutcome:
     train_accuracy: float
     epsilon_curve: list[dict[str, float]] = field(default_factory=list)
     average: ParameterAverage | None = None
+    per_sample: dict[str, object] = field(default_factory=dict)
 
     @property
     def model(self) -> nn.Module:
@@ -119,6 +120,7 @@ def train_private(
     remaining = total - training.steps_done
     for batch in training.batches(steps=remaining) if remaining > 0 else ():
         stats = training.step(batch)
+        outcome.per_sample = {"method": stats.method, "layers": dict(stats.layer_methods)}
         if average is not None:
             average.update(model)
         done = training.steps_done
