@@ -6,7 +6,6 @@ say how often the assertion would fail for a fresh seed under the stated model.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -39,15 +38,6 @@ from deniable.data import ArrayDataset
 from deniable.data.digits import load_digits
 from deniable.errors import DeniableError
 from deniable.models import MLP
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny models: extra OpenMP threads only add synchronisation (and stall on a busy host)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def auc(scores: np.ndarray, members: np.ndarray) -> float:
@@ -266,7 +256,7 @@ class Memorised:
 
 
 @pytest.fixture(scope="module")
-def memorised(_one_thread: None) -> Memorised:
+def memorised() -> Memorised:
     return Memorised()
 
 
@@ -338,7 +328,7 @@ def test_label_only_attack_on_a_memorising_target(memorised: Memorised) -> None:
 
 
 @pytest.fixture(scope="module")
-def digits_fleet(_one_thread: None) -> tuple[ArrayDataset, ShadowSet]:
+def digits_fleet() -> tuple[ArrayDataset, ShadowSet]:
     """33 MLPs on random halves of 256 digits; each can be a target for the other 32."""
     population = load_digits(seed=0).train.subset(np.arange(256))
     config = ShadowConfig(n_shadows=33, epochs=40, batch_size=32, learning_rate=0.05, seed=1)

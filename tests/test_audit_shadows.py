@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -22,15 +21,6 @@ from deniable.audit.signals import compute_signals, image_queries
 from deniable.config import TrainConfig
 from deniable.data import ArrayDataset
 from deniable.errors import DeniableError, InvalidParameterError
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny models: extra OpenMP threads only add synchronisation (and stall on a busy host)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def population(n: int = 96, seed: int = 0, shape: tuple[int, ...] = (12,)) -> ArrayDataset:

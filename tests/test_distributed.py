@@ -19,7 +19,6 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -225,15 +224,6 @@ def run_scenario(
     scenario: str, world_size: int, out: Path
 ) -> list[subprocess.CompletedProcess[str]]:
     return launch([sys.executable, str(Path(__file__)), scenario, str(out)], world_size)
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """The in-process reference runs on one thread, like each worker (and no core fight)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def reference(steps: int, **extra: object) -> tuple[dict[str, torch.Tensor], PrivacyTracker]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -28,15 +27,6 @@ from deniable.events import GaussianEvent, PoissonSampledEvent
 from deniable.train.trainer import accuracy
 
 DELTA = 1e-5
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny models run faster on one thread (and do not fight other processes for cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import doctest
 import json
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -22,15 +21,6 @@ from deniable.evaluate import (
     undersample_class,
     undersampled_split,
 )
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny models: one intra-op thread avoids OpenMP contention on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_doctests() -> None:

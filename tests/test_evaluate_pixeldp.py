@@ -5,7 +5,6 @@ from __future__ import annotations
 import doctest
 import json
 import math
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -25,15 +24,6 @@ from deniable.evaluate import (
     pixeldp_robust,
 )
 from deniable.evaluate.pixeldp import DEFAULT_DELTAS
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny models: one intra-op thread avoids OpenMP contention on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_doctests() -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import doctest
 import functools
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -14,15 +13,6 @@ from torch import nn
 from deniable.data import ArrayDataset
 from deniable.errors import DeniableError
 from deniable.evaluate import L2Ball, LinfBall, fgsm, pgd, robust_accuracy, robustness
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny models: one intra-op thread avoids OpenMP contention on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_doctests() -> None:

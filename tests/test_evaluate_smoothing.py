@@ -11,7 +11,6 @@ from __future__ import annotations
 import doctest
 import json
 import math
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -31,15 +30,6 @@ from deniable.evaluate import (
 
 W = torch.tensor([0.6, 0.8])  # unit norm
 B = -0.2
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny models: one intra-op thread avoids OpenMP contention on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _linear() -> nn.Module:

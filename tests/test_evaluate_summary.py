@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -15,15 +14,6 @@ from deniable.data import ArrayDataset, Split
 from deniable.errors import DeniableError
 from deniable.evaluate import beyond_privacy_summary, fairness_report, generalisation_report
 from deniable.train.trainer import train_private
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny models: one intra-op thread avoids OpenMP contention on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _tabular(n: int, seed: int) -> Split:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -22,15 +22,6 @@ from deniable.train.validate import validate_model
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 VOCAB, T, B = 11, 7, 5
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny models: extra OpenMP threads only add synchronisation (and stall on a busy host)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _models() -> dict[str, nn.Module]:

@@ -4,7 +4,6 @@ extrapolation against exact enumeration, extraction, and memorisation by a train
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -37,15 +36,6 @@ from deniable.text.exposure import exposure_from_rank
 from deniable.text.secret_sharer import candidate_log_perplexities
 
 TEXT = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare" / "input.txt"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny models: extra OpenMP threads only add synchronisation (and stall on a busy host)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
