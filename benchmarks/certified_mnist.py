@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from deniable.data import Split, load_dataset
-from deniable.evaluate import SmoothedClassifier, certify_dataset
+from deniable.evaluate import SmoothedClassifier, certify_dataset, train_noise_augmented
 from deniable.models import build_model
 from deniable.train.private import make_private
 from deniable.train.trainer import accuracy
@@ -153,24 +153,14 @@ def _train_baseline(split: Split, args: argparse.Namespace, aug: float) -> nn.Mo
     """Non-private SGD (shuffled minibatches of 256) with the same augmentation."""
     torch.manual_seed(args.seed)
     model = build_model(args.model, split.feature_shape, split.num_classes)
-    optimizer = torch.optim.SGD(model.parameters(), lr=args.baseline_learning_rate, momentum=0.9)
-    x, y = split.train.to_tensors()
-    rng = np.random.default_rng(args.seed)
-    generator = torch.Generator().manual_seed(args.seed + 1)
-    model.train()
-    for _ in range(args.baseline_epochs):
-        order = torch.as_tensor(rng.permutation(len(y)))
-        for begin in range(0, len(y), 256):
-            idx = order[begin : begin + 256]
-            inputs = x[idx]
-            if aug:
-                inputs = inputs + aug * torch.randn(inputs.shape, generator=generator)
-            loss = nn.functional.cross_entropy(model(inputs), y[idx])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-    model.eval()
-    return model
+    return train_noise_augmented(
+        model,
+        split.train,
+        sigma=aug,
+        epochs=args.baseline_epochs,
+        learning_rate=args.baseline_learning_rate,
+        seed=args.seed,
+    )
 
 
 def _max_z(n: int, alpha: float) -> float:

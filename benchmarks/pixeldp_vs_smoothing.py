@@ -48,6 +48,7 @@ from deniable.evaluate import (
     pixeldp_certified_accuracy,
     pixeldp_certify,
     pixeldp_radius,
+    train_noise_augmented,
 )
 from deniable.evaluate.pixeldp import DEFAULT_DELTAS
 from deniable.models import build_model
@@ -215,23 +216,14 @@ def _at(radius: float, r: float) -> bool:
 
 def _train(model: nn.Module, split: Split, args: argparse.Namespace, augmentation: float) -> None:
     """Non-private SGD, momentum 0.9, shuffled minibatches of 256, Gaussian input augmentation."""
-    optimizer = torch.optim.SGD(model.parameters(), lr=args.learning_rate, momentum=0.9)
-    x, y = split.train.to_tensors()
-    rng = np.random.default_rng(args.seed)
-    generator = torch.Generator().manual_seed(args.seed + 1)
-    model.train()
-    for _ in range(args.epochs):
-        order = torch.as_tensor(rng.permutation(len(y)))
-        for begin in range(0, len(y), 256):
-            idx = order[begin : begin + 256]
-            inputs = x[idx]
-            if augmentation:
-                inputs = inputs + augmentation * torch.randn(inputs.shape, generator=generator)
-            loss = nn.functional.cross_entropy(model(inputs), y[idx])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-    model.eval()
+    train_noise_augmented(
+        model,
+        split.train,
+        sigma=augmentation,
+        epochs=args.epochs,
+        learning_rate=args.learning_rate,
+        seed=args.seed,
+    )
 
 
 if __name__ == "__main__":

@@ -130,3 +130,22 @@ def test_certify_dataset_reports_certified_accuracy() -> None:
     out = json.loads(json.dumps(report.to_dict(), allow_nan=False))
     assert out["abstain_rate"] == pytest.approx(0.2)
     assert math.isclose(out["certified_accuracy"]["1"], 0.0)  # radius < 1.0 even at d = 1.0
+
+
+def test_noise_augmented_training_is_seeded_and_sees_the_noise() -> None:
+    """The same seed gives the same weights; σ > 0 trains on other inputs than σ = 0."""
+    from deniable.data import load_dataset
+    from deniable.evaluate import train_noise_augmented
+    from deniable.models import build_model
+
+    data = load_dataset("digits").train
+
+    def weights(sigma: float) -> torch.Tensor:
+        torch.manual_seed(0)
+        model = build_model("logreg", data.feature_shape, data.num_classes)
+        trained = train_noise_augmented(model, data, sigma=sigma, epochs=2, learning_rate=0.1)
+        assert not trained.training
+        return torch.cat([p.detach().flatten() for p in trained.parameters()])
+
+    assert torch.equal(weights(0.5), weights(0.5))
+    assert not torch.allclose(weights(0.5), weights(0.0))

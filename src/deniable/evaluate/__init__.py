@@ -82,6 +82,7 @@ from deniable.evaluate.smoothing import (
     SmoothingReport,
     certified_radius,
     certify_dataset,
+    train_noise_augmented,
 )
 from deniable.evaluate.summary import beyond_privacy_summary
 
@@ -139,6 +140,7 @@ __all__ = [
     "poisoning_vs_noise",
     "robust_accuracy",
     "threshold_attack",
+    "train_noise_augmented",
     "undersample_class",
     "undersampled_split",
 ]
