@@ -33,7 +33,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from deniable import accounting
 from deniable.accounting.calibrate import smallest_noise
 from deniable.config import Method, TrainConfig
 from deniable.data import ArrayDataset, Split
@@ -48,7 +47,7 @@ from deniable.events import (
 from deniable.mechanisms import RandomSource, analytic_sigma
 from deniable.models import build_model
 from deniable.placements.fit import Fit, fit_classifier
-from deniable.placements.guarantee import PrivacyClaim
+from deniable.placements.guarantee import PrivacyClaim, claim
 from deniable.placements.input_perturbation import RECORD_UNIT, gaussian_features
 from deniable.placements.label_dp import randomize_labels
 from deniable.placements.label_dp_training import train_label_dp
@@ -102,18 +101,18 @@ def train_method(split: Split, config: TrainConfig, method: Method | None = None
     evaluation = split
     if chosen == "pate":
         public, evaluation = public_split(split)
-        model, claim, details = _pate(split.train, public, config, rng)
+        model, spent, details = _pate(split.train, public, config, rng)
     elif chosen == "label-dp":
-        model, claim, details = _label_dp(split.train, config, rng)
+        model, spent, details = _label_dp(split.train, config, rng)
     elif chosen == "input":
-        model, claim, details = _input(split.train, config, rng)
+        model, spent, details = _input(split.train, config, rng)
     else:
-        model, claim, details = _output(split.train, config, rng)
+        model, spent, details = _output(split.train, config, rng)
     details["secure_noise"] = rng.is_secure
     return MethodOutcome(
         method=chosen,
         model=model,
-        claim=claim,
+        claim=spent,
         test_accuracy=accuracy(model, evaluation.test),
         train_accuracy=accuracy(model, split.train),
         evaluation=evaluation,
@@ -161,11 +160,11 @@ def _pate(
         rng=rng,
         workers=config.workers,
     )
-    claim = result.epsilon(config.delta, accountant=config.accountant or "pld")
+    spent = result.epsilon(config.delta, accountant=config.accountant or "pld")
     agreement = float(np.mean(result.aggregation.labels == np.argmax(result.votes, axis=1)))
     return (
         result.student,
-        claim,
+        spent,
         {
             "teachers": teachers,
             "queries": queries,
@@ -180,9 +179,9 @@ def _label_dp(data: ArrayDataset, config: TrainConfig, rng: RandomSource) -> Tra
     result = train_label_dp(
         data, epsilon=_target(config), fit=_fit(config), split_seed=config.seed or 0, rng=rng
     )
-    claim = result.epsilon(config.delta, accountant=config.accountant or "pld")
+    spent = result.epsilon(config.delta, accountant=config.accountant or "pld")
     correct = float(np.mean(result.noisy_labels == data.labels))
-    return result.model, claim, {"stages": len(result.releases), "labels_kept": correct}
+    return result.model, spent, {"stages": len(result.releases), "labels_kept": correct}
 
 
 def _input(data: ArrayDataset, config: TrainConfig, rng: RandomSource) -> Trained:
@@ -213,8 +212,14 @@ def _input(data: ArrayDataset, config: TrainConfig, rng: RandomSource) -> Traine
     )
     labels = randomize_labels(data.labels, num_classes=k, epsilon=label_eps, rng=rng)
     event = ComposedEvent([features.event, labels.event])
-    result = accounting.epsilon(event, config.delta, accountant=accountant, relation=relation)
-    claim = PrivacyClaim(features.guarantee, f"{RECORD_UNIT}: features and label", result)
+    record_claim = claim(
+        event,
+        config.delta,
+        guarantee=features.guarantee,
+        unit=f"{RECORD_UNIT}: features and label",
+        accountant=accountant,
+        relation=relation,
+    )
     noisy = np.asarray(features.value, dtype=np.float32).reshape(data.features.shape)
     model = fit_classifier(
         noisy, labels.labels, feature_shape=data.feature_shape, num_classes=k, fit=_fit(config)
@@ -226,7 +231,7 @@ def _input(data: ArrayDataset, config: TrainConfig, rng: RandomSource) -> Traine
         "label_epsilon": label_eps,
         "labels_kept": float(np.mean(labels.labels == data.labels)),
     }
-    return model, claim, details
+    return model, record_claim, details
 
 
 def _output(data: ArrayDataset, config: TrainConfig, rng: RandomSource) -> Trained:
@@ -243,10 +248,10 @@ def _output(data: ArrayDataset, config: TrainConfig, rng: RandomSource) -> Train
     weights = torch.as_tensor(np.atleast_2d(release.weights), dtype=torch.float32)
     with torch.no_grad():
         model.weight.copy_(weights)  # type: ignore[operator]
-    claim = release.epsilon(config.delta, accountant=config.accountant or "pld")
+    spent = release.epsilon(config.delta, accountant=config.accountant or "pld")
     details: dict[str, object] = {
         "regularization": config.regularization,
         "sensitivity": release.sensitivity.add_remove,
         "sigma": float(release.details["sigma"]),
     }
-    return model, claim, details
+    return model, spent, details
