@@ -225,6 +225,46 @@ def audit_config(config: TrainConfig) -> dict[str, object]:
     }
 
 
+def load_run(
+    run_dir: Path, data_dir: Path | None = None
+) -> tuple[Path, dict[str, object], TrainConfig, Split, nn.Module]:
+    """A finished run folder: its result.json path and content, its config (``data_dir``
+    overriding the saved one), its dataset and the model it reported, in eval mode. Every
+    missing or damaged piece is a one-line :class:`DeniableError`."""
+    from deniable.methods import model_name
+
+    result_path = run_dir / "result.json"
+    if not result_path.is_file():
+        raise DeniableError(f"{run_dir} has no result.json; give the folder of a finished run")
+    checkpoint = run_dir / "checkpoint.pt"
+    if not checkpoint.is_file():
+        raise DeniableError(f"{run_dir} has no checkpoint.pt; give the folder of a finished run")
+    try:
+        result = json.loads(result_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DeniableError(f"{result_path} is not valid JSON ({exc})") from None
+    if not isinstance(result, dict) or not isinstance(result.get("config"), dict):
+        raise DeniableError(f"{result_path} has no run config; was it written by deniable run?")
+    settings = dict(result["config"])
+    if data_dir is not None:
+        settings["data_dir"] = str(data_dir)
+    try:
+        config = TrainConfig.model_validate(settings)
+    except ValueError as exc:
+        first = str(exc).splitlines()[0]
+        raise DeniableError(f"{result_path} holds an invalid run config ({first})") from None
+    split = load_dataset(config.dataset, config.data_dir, seed=config.seed or 0)
+    state = load_checkpoint(checkpoint)
+    model = build_model(model_name(config), split.feature_shape, split.num_classes)
+    try:
+        model.load_state_dict(reported_model_state(state))
+    except (KeyError, TypeError, AssertionError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DeniableError(f"{checkpoint} does not fit the run's model ({first})") from None
+    model.eval()
+    return result_path, result, config, split, model
+
+
 def audit_run(
     run_dir: Path,
     *,
@@ -242,21 +282,12 @@ def audit_run(
     as many non-members; stored under ``audit.lira``.
     """
     from deniable.auditing import audit
-    from deniable.methods import model_name
 
-    result_path = run_dir / "result.json"
-    if not result_path.exists():
-        raise DeniableError(f"{run_dir} has no result.json; give the folder of a finished run")
     if not canaries and lira_shadows <= 0:
         raise DeniableError("nothing to audit: keep the canary audit or ask for LiRA shadows")
-    result = json.loads(result_path.read_text())
-    config = TrainConfig.model_validate(result["config"])
-    split = load_dataset(config.dataset, config.data_dir, seed=config.seed or 0)
-    state = load_checkpoint(run_dir / "checkpoint.pt")
+    result_path, result, config, split, model = load_run(run_dir)
     if result.get("guarantee", "central-dp") != "central-dp":
         raise DeniableError(AUDIT_SKIPPED.format(guarantee=result["guarantee"]))
-    model = build_model(model_name(config), split.feature_shape, split.num_classes)
-    model.load_state_dict(reported_model_state(state))
     previous = result.get("audit")
     block: dict[str, object] = dict(previous) if isinstance(previous, dict) else {}
     audit_scores = None

@@ -36,7 +36,7 @@ import numpy as np
 from torch import nn
 
 from deniable.config import TrainConfig
-from deniable.data import ArrayDataset, Split, load_dataset
+from deniable.data import ArrayDataset, Split
 from deniable.errors import DeniableError, InvalidParameterError, check_count, check_positive
 from deniable.evaluate._common import DEFAULT_BATCH_SIZE, json_number
 from deniable.evaluate.fairness import fairness_report
@@ -183,42 +183,14 @@ def write_json_atomic(path: Path, data: object) -> None:
 def _load_run(
     run_dir: Path, data_dir: Path | None
 ) -> tuple[Path, dict[str, object], TrainConfig, Split, nn.Module]:
-    from deniable.methods import model_name, public_split
-    from deniable.models import build_model
-    from deniable.train.checkpoint import load_checkpoint, reported_model_state
+    """:func:`deniable.pipeline.load_run`, with PATE's split halved: its student was fitted on
+    the first half of the test split, so it is evaluated on the other."""
+    from deniable.methods import public_split
+    from deniable.pipeline import load_run
 
-    result_path = run_dir / "result.json"
-    if not result_path.is_file():
-        raise DeniableError(f"{run_dir} has no result.json; give the folder of a finished run")
-    checkpoint = run_dir / "checkpoint.pt"
-    if not checkpoint.is_file():
-        raise DeniableError(f"{run_dir} has no checkpoint.pt; give the folder of a finished run")
-    try:
-        result = json.loads(result_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DeniableError(f"{result_path} is not valid JSON ({exc})") from None
-    if not isinstance(result, dict) or not isinstance(result.get("config"), dict):
-        raise DeniableError(f"{result_path} has no run config; was it written by deniable run?")
-    settings = dict(result["config"])
-    if data_dir is not None:
-        settings["data_dir"] = str(data_dir)
-    try:
-        config = TrainConfig.model_validate(settings)
-    except ValueError as exc:
-        first = str(exc).splitlines()[0]
-        raise DeniableError(f"{result_path} holds an invalid run config ({first})") from None
-    split = load_dataset(config.dataset, config.data_dir, seed=config.seed or 0)
+    result_path, result, config, split, model = load_run(run_dir, data_dir)
     if config.method == "pate":
-        # the student was fitted on the first half of the test split: evaluate on the other
         split = public_split(split)[1]
-    state = load_checkpoint(checkpoint)
-    model = build_model(model_name(config), split.feature_shape, split.num_classes)
-    try:
-        model.load_state_dict(reported_model_state(state))
-    except (KeyError, TypeError, AssertionError, RuntimeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DeniableError(f"{checkpoint} does not fit the run's model ({first})") from None
-    model.eval()
     return result_path, result, config, split, model
 
 
