@@ -126,8 +126,11 @@ def _validated(model: type[Config], data: dict[str, object]) -> Config:
         return model.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        key = ".".join(str(p) for p in first["loc"]) or "config"
-        raise DeniableError(f"config key '{key}': {first['msg']}") from None
+        key = ".".join(str(p) for p in first["loc"])
+        message = str(first["msg"]).removeprefix("Value error, ")
+        if not key:  # a check across keys (model validator): no single key to name
+            raise DeniableError(f"config: {message}") from None
+        raise DeniableError(f"config key '{key}': {message}") from None
 
 
 OPERATIONAL_KEYS = frozenset(
