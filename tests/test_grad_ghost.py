@@ -253,9 +253,9 @@ class Tied(nn.Module):
 @pytest.mark.parametrize(
     ("model", "named"),
     [
-        (Attention(), "`attn` (MultiheadAttention)"),
+        (Attention(), "`attn` (MultiheadAttention): uses out_proj's parameters"),
         (nn.Sequential(nn.LSTM(4, 3, batch_first=True)), "`0` (LSTM)"),
-        (Positional(), "`<root>` (Positional)"),
+        (nn.Sequential(nn.BatchNorm1d(4)), "batch statistics mix examples"),
         (Tied(), "out.weight is tied to embed.weight"),
         (nn.Sequential(nn.Embedding(5, 3, scale_grad_by_freq=True)), "scale_grad_by_freq"),
     ],
@@ -268,13 +268,87 @@ def test_layers_without_a_rule_are_named(model: nn.Module, named: str) -> None:
     assert isinstance(info.value, UnsupportedModuleError)
 
 
-def test_subclass_overriding_forward_has_no_rule() -> None:
-    class Doubled(nn.Linear):
-        def forward(self, x: Tensor) -> Tensor:
-            return 2 * super().forward(x)
+class Doubled(nn.Linear):
+    def forward(self, x: Tensor) -> Tensor:
+        return 2 * super().forward(x)
 
-    with pytest.raises(GhostUnsupportedError, match=r"overrides Linear\.forward"):
-        check_ghost_supported(nn.Sequential(Doubled(3, 2)))
+
+class Scaled(nn.Module):
+    """Own parameters and a child: the per-layer vmap rule covers only ``scale``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.linspace(0.5, 1.5, 4))
+        self.inner = nn.Linear(4, 4)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.tanh(self.inner(x) * self.scale)
+
+
+def _fallback_case(name: str) -> Case:
+    torch.manual_seed(3)
+    if name == "positional":
+        model: nn.Module = Positional()
+        x = _x(3, 4)
+    elif name == "subclass":
+        model, x = nn.Sequential(Doubled(5, 4), nn.Tanh(), nn.Linear(4, 3)), _x(5)
+    elif name == "own_and_child":
+        model, x = nn.Sequential(Scaled(), nn.Linear(4, 3)), _x(4)
+    else:
+        raise AssertionError(name)
+    return model.double().eval(), x, _y(), ce_sum
+
+
+@pytest.mark.parametrize(
+    ("name", "vmapped"),
+    [("positional", "pos"), ("subclass", "0.weight"), ("own_and_child", "0.scale")],
+)
+def test_layers_without_a_rule_get_per_layer_vmap(name: str, vmapped: str) -> None:
+    """Per-layer fallback (Bu et al.'s hybrid): vmap for that layer only, ghost for the rest;
+    norms and the clipped sum equal whole-model vmap."""
+    model, x, y, loss = _fallback_case(name)
+    grads, _ = per_sample_gradients(model, loss, x, y)
+    norms = per_sample_norms(grads)
+    bound = float(norms.sort().values[2:4].mean())
+    got = ghost_clipped_sum(model, loss, x, y, bound)
+    torch.testing.assert_close(got.norms, norms)
+    assert got.layer_methods[vmapped] == "vmap"
+    assert set(got.layer_methods.values()) - {"vmap"}, "the other layers keep their ghost rules"
+    want = clip_and_sum(grads, bound)
+    for n in want.summed:
+        torch.testing.assert_close(got.summed[n], want.summed[n], msg=n)
+
+
+def test_per_layer_vmap_refuses_random_layers() -> None:
+    """A re-drawn dropout mask would give the layer a gradient the forward never had."""
+
+    class Noisy(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.scale = nn.Parameter(torch.ones(4))
+
+        def forward(self, x: Tensor) -> Tensor:
+            return nnf.dropout(x * self.scale, 0.5, training=True)
+
+    model = nn.Sequential(Noisy(), nn.Linear(4, 3)).double()
+    with pytest.raises(GhostUnsupportedError, match="per-layer vmap of Noisy failed"):
+        ghost_clipped_sum(model, ce_sum, _x(4), _y(), 1.0)
+
+
+def test_parameters_used_outside_their_layer_are_refused() -> None:
+    """A child whose weight the parent uses directly (as nn.MultiheadAttention does with
+    out_proj) is never called: its hooks see nothing, so ghost clipping must refuse."""
+
+    class Direct(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.proj = nn.Linear(4, 3)
+
+        def forward(self, x: Tensor) -> Tensor:
+            return nnf.linear(x, self.proj.weight, self.proj.bias)
+
+    with pytest.raises(GhostUnsupportedError, match=r"`proj` \(Linear\) is never called"):
+        ghost_clipped_sum(Direct().double(), ce_sum, _x(4), _y(), 1.0)
 
 
 def test_in_place_change_of_a_layer_output_is_refused() -> None:
@@ -328,3 +402,27 @@ def test_layer_never_called_contributes_zero() -> None:
     torch.testing.assert_close(
         got.summed["used.bias"], clip_and_sum(grads, 0.3).summed["used.bias"]
     )
+
+
+def test_the_step_falls_back_to_vmap_when_ghost_fails_at_run_time() -> None:
+    """A failure only the forward reveals (here a weight used outside its layer) sends the step
+    to whole-model vmap, once per model, with the same clipped sum."""
+    from deniable.train import clipped_sum as module
+    from deniable.train.clipped_sum import Clipping, clipped_sum
+
+    class Direct(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.proj = nn.Linear(4, 3)
+
+        def forward(self, x: Tensor) -> Tensor:
+            return nnf.linear(torch.tanh(x), self.proj.weight, self.proj.bias)
+
+    torch.manual_seed(8)
+    model, x, y = Direct().double(), _x(4), _y()
+    out = clipped_sum(model, ce_sum, x, y, torch.arange(BATCH), clipping=Clipping(0.5))
+    assert out.method == "vmap" and model in module._ghost_failed
+    grads, _ = per_sample_gradients(model, ce_sum, x, y)
+    want = clip_and_sum(grads, 0.5)
+    for n in want.summed:
+        torch.testing.assert_close(out.summed[n], want.summed[n], msg=n)

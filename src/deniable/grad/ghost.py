@@ -1,23 +1,28 @@
 """Ghost clipping: per-example gradient norms without per-example gradients, then a clipped sum.
 
-Two passes over one forward graph (Li, Tramèr, Liang & Hashimoto 2022; Bu et al. 2023):
+One forward and one backward pass (Li, Tramèr, Liang & Hashimoto 2022; Bu, Wang, Zha & Karypis
+2023, "Differentially Private Optimization on Large Model at Small Cost", book-keeping):
 
 1. Forward the whole batch with hooks that keep each trainable layer's input ``a`` and output,
    take per-example losses ℓ_i, and differentiate Σ_i ℓ_i with respect to the layer outputs only
    (no parameter gradients) to get ``b``. Each layer's rule in :mod:`deniable.grad.ghost_rules`
    turns (a, b) into ‖∇_layer ℓ_i‖²; their sum is ‖g_i‖².
-2. Differentiate Σ_i w_i ℓ_i with w_i = min(1, C/‖g_i‖) held constant: its gradient is
-   Σ_i w_i g_i, the flat-clipped sum (same as :func:`~deniable.grad.clip.clip_and_sum`, add/remove-
-   one L2 sensitivity C), at the cost of a second backward pass instead of B gradients in memory.
+2. With w_i = min(1, C/‖g_i‖), each rule forms Σ_i w_i ∇_layer ℓ_i from the same a and b (for a
+   Linear layer (w ⊙ B)ᵀA, the product a normal backward pass computes with w = 1): the
+   flat-clipped sum, same as :func:`~deniable.grad.clip.clip_and_sum`, add/remove-one L2
+   sensitivity C, without a second pass through the network.
 
 Privacy unit: one example (row of ``inputs``). Group keys (user-level DP) are not supported here;
 use :func:`~deniable.grad.per_sample.per_sample_gradients` with ``keys``.
 
 Assumptions the hooks rely on (checked where possible): every layer with trainable parameters
-has a rule (else :class:`~deniable.errors.GhostUnsupportedError` names it, and the caller uses
-vmap), sees batch-first tensors whose row i comes from example i only (a layer fed a (T, B, d)
-tensor with T = B cannot be detected), shares no parameter with another layer, and its output is
-not modified in place afterwards. Dropout in train mode is fine: both passes use the same masks.
+has a rule (a registered one or the per-layer vmap fallback; else
+:class:`~deniable.errors.GhostUnsupportedError` names it, and the caller uses whole-model vmap),
+sees batch-first tensors whose row i comes from example i only (a layer fed a (T, B, d) tensor
+with T = B cannot be detected), shares no parameter with another layer, its parameters are used
+only inside its own forward (checked for layers the forward never calls), and its output is not
+modified in place afterwards. Dropout in train mode is fine: both the norms and the sums use the
+masks of the one forward pass.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from torch.func import vmap
 
 from deniable.errors import DeniableError, GhostUnsupportedError, check_positive
 from deniable.grad.clip import ClipResult, clip_factors
-from deniable.grad.ghost_rules import GhostRule, ghost_rule_for
+from deniable.grad.ghost_rules import GhostRule, ParamNorm, ghost_rule_for
 from deniable.grad.per_sample import LossFn, as_scalar_loss
 
 logger = logging.getLogger(__name__)
@@ -89,32 +94,34 @@ def ghost_norms(model: nn.Module, loss_fn: LossFn, inputs: Tensor, targets: Tens
     ``loss_fn(outputs, targets)`` is applied to each example as a batch of one (vmapped over the
     batch's outputs) and must return a scalar: ``reduction="sum"`` or ``"mean"``.
     """
-    norms, losses, methods, _ = _first_pass(model, loss_fn, inputs, targets)
-    return GhostNorms(norms, losses.detach(), methods)
+    norms, losses, parts, _ = _first_pass(model, loss_fn, inputs, targets)
+    return GhostNorms(norms, losses.detach(), _methods(parts))
 
 
 def ghost_clipped_sum(
     model: nn.Module, loss_fn: LossFn, inputs: Tensor, targets: Tensor, max_norm: float
 ) -> GhostClipResult:
-    """Σ_i min(1, C/‖g_i‖)·g_i over examples, by ghost norms and a second weighted backward pass.
+    """Σ_i min(1, C/‖g_i‖)·g_i over examples, by ghost norms and book-keeping (see module doc).
 
     Equal to ``clip_and_sum(per_sample_gradients(...)[0], max_norm)`` (flat clipping); its
     ``sensitivity`` is C for add/remove-one neighbours. Does not touch ``param.grad``.
     """
     max_norm = check_positive("max_norm", max_norm)
-    norms, losses, methods, params = _first_pass(model, loss_fn, inputs, targets)
-    weights = clip_factors(norms.detach(), max_norm).to(losses.dtype)
-    names = list(params)
-    grads = torch.autograd.grad(
-        (weights * losses).sum(), [params[n] for n in names], allow_unused=True
-    )
-    summed = {
-        n: torch.zeros_like(params[n]) if g is None else g
-        for n, g in zip(names, grads, strict=True)
-    }
+    norms, losses, parts, params = _first_pass(model, loss_fn, inputs, targets)
+    weights = clip_factors(norms.detach(), max_norm)
+    with torch.no_grad():
+        summed = {
+            n: parts[n].weighted_sum(weights).to(p.dtype) if n in parts else torch.zeros_like(p)
+            for n, p in params.items()
+        }
     fraction = float((norms > max_norm).float().mean())
-    norms = norms.detach()
-    return GhostClipResult(summed, norms, fraction, max_norm, False, losses.detach(), methods)
+    return GhostClipResult(
+        summed, norms.detach(), fraction, max_norm, False, losses.detach(), _methods(parts)
+    )
+
+
+def _methods(parts: dict[str, ParamNorm]) -> dict[str, str]:
+    return {name: part.method for name, part in parts.items()}
 
 
 def _ghost_layers(model: nn.Module) -> list[_Layer]:
@@ -157,7 +164,7 @@ def _capture(
 
 def _first_pass(
     model: nn.Module, loss_fn: LossFn, inputs: Tensor, targets: Tensor
-) -> tuple[Tensor, Tensor, dict[str, str], dict[str, Tensor]]:
+) -> tuple[Tensor, Tensor, dict[str, ParamNorm], dict[str, Tensor]]:
     layers = _ghost_layers(model)
     batch = inputs.shape[0] if inputs.dim() > 0 else 0
     if batch == 0 or targets.dim() == 0 or targets.shape[0] != batch:
@@ -182,27 +189,41 @@ def _first_pass(
     for layer, call in calls:
         _check_call(layer, call, batch)
     outs = [call.output for _, call in calls]
-    backs = (
-        torch.autograd.grad(losses.sum(), outs, retain_graph=True, allow_unused=True)
-        if outs
-        else ()
-    )
+    # Parameters of layers the forward never called: their gradient must be zero, else they
+    # were used outside their module's forward (e.g. nn.MultiheadAttention's out_proj) and no
+    # rule saw them.
+    idle = [(layer, p) for layer in layers if not layer.calls for p in _own(layer.module)]
+    wanted = outs + [p for _, p in idle]
+    backs = torch.autograd.grad(losses.sum(), wanted, allow_unused=True) if wanted else ()
+    for (layer, _), g in zip(idle, backs[len(outs) :], strict=True):
+        if g is not None and bool(g.ne(0).any()):
+            raise GhostUnsupportedError(
+                f"`{layer.path}` ({type(layer.module).__name__}) is never called but its "
+                "parameters get gradient (used outside its forward); use per-sample gradients "
+                "(vmap) for this model"
+            )
     grads_of = {
         id(call): (torch.zeros_like(o) if g is None else g.detach())
-        for (_, call), o, g in zip(calls, outs, backs, strict=True)
+        for (_, call), o, g in zip(calls, outs, backs[: len(outs)], strict=True)
     }
     sq = losses.new_zeros(batch).detach()
-    methods: dict[str, str] = {}
+    parts: dict[str, ParamNorm] = {}
     for layer in layers:
         if not layer.calls:
-            continue  # never called: its gradient is zero
+            continue  # never called: its gradient is zero (checked above)
         acts = [c.inputs for c in layer.calls]
         bs = [grads_of[id(c)] for c in layer.calls]
-        for name, part in layer.rule(layer.module, acts, bs).items():
+        with torch.no_grad():
+            rule_parts = layer.rule(layer.module, acts, bs)
+        for name, part in rule_parts.items():
             sq = sq + part.sq_norm.to(sq.dtype)
-            methods[f"{layer.path}.{name}" if layer.path else name] = part.method
-    logger.debug("ghost norms: %s", methods)
-    return sq.sqrt(), losses, methods, params
+            parts[f"{layer.path}.{name}" if layer.path else name] = part
+    logger.debug("ghost norms: %s", _methods(parts))
+    return sq.sqrt(), losses, parts, params
+
+
+def _own(module: nn.Module) -> list[Tensor]:
+    return [p for p in module.parameters(recurse=False) if p.requires_grad]
 
 
 def _check_call(layer: _Layer, call: _Call, batch: int) -> None:

@@ -19,13 +19,14 @@ from torch import nn
 
 from deniable.errors import (
     DeniableError,
+    GhostUnsupportedError,
     InvalidParameterError,
     UnsupportedModuleError,
     check_positive,
 )
 from deniable.grad.clip import ClipResult, clip_and_sum
 from deniable.grad.compiled import compiled_clipped_sum
-from deniable.grad.ghost import check_ghost_supported, ghost_clipped_sum
+from deniable.grad.ghost import GhostClipResult, check_ghost_supported, ghost_clipped_sum
 from deniable.grad.per_sample import compute_per_sample, per_sample_method
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -56,19 +57,23 @@ class Clipping:
 
 
 def ghost_pays_off(model: nn.Module) -> bool:
-    """Ghost clipping when every trainable layer has a ghost rule and none is a convolution.
+    """Ghost clipping when every trainable layer has a ghost rule or the per-layer vmap fallback,
+    and ghost clipping has not failed on this model before.
 
-    Measured on this CPU (benchmarks/RESULTS.md): ghost clipping is 1.8× faster than vmap on an
-    MLP but 2–8× slower on small CNNs, where unfolding costs more than per-sample gradients.
-    A per-layer cost model is the performance issue's work.
+    Measured on this CPU (benchmarks/RESULTS.md, one thread, batch 256): with book-keeping,
+    ghost clipping is faster than whole-model vmap on the MNIST CNN (about 1.2×) and on MLPs
+    (1.8×), and it needs no (B, *param.shape) gradients in memory.
     """
-    if any(isinstance(m, nn.Conv1d | nn.Conv2d | nn.Conv3d) for m in model.modules()):
+    if model in _ghost_failed:
         return False
     try:
         check_ghost_supported(model)
     except UnsupportedModuleError:
         return False
     return True
+
+
+_ghost_failed: weakref.WeakSet[nn.Module] = weakref.WeakSet()
 
 
 @dataclass(frozen=True)
@@ -142,10 +147,9 @@ def clipped_sum(
             fraction = float((norms > clipping.max_grad_norm).float().mean())
             result = ClipResult(summed_chunk, norms, fraction, clipping.max_grad_norm, False)
             method = "compiled"
-        elif fusable and ghost_pays_off(model):
-            ghost = ghost_clipped_sum(
-                model, loss_fn, inputs[mask], targets[mask], clipping.max_grad_norm
-            )
+        elif fusable and (
+            ghost := _try_ghost(model, loss_fn, inputs[mask], targets[mask], clipping)
+        ):
             result, losses, method = ghost, ghost.losses, "ghost"
             layer_methods = ghost.layer_methods
         else:
@@ -163,6 +167,27 @@ def clipped_sum(
     return ClippedSum(
         summed, int(unique.numel()), clipped, loss_total, len(inputs), method, layer_methods
     )
+
+
+def _try_ghost(
+    model: nn.Module,
+    loss_fn: LossFn,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    clipping: Clipping,
+) -> GhostClipResult | None:
+    """Ghost clipping, or None when it does not apply: statically (a layer without a rule) or at
+    run time (a layer called with several tensors, a per-layer vmap that fails, a parameter
+    used outside its layer). The run-time failure is logged once per model; whole-model vmap
+    then computes the same sum."""
+    if not ghost_pays_off(model):
+        return None
+    try:
+        return ghost_clipped_sum(model, loss_fn, inputs, targets, clipping.max_grad_norm)
+    except GhostUnsupportedError as error:
+        logger.warning("ghost clipping does not apply (%s); using per-sample gradients", error)
+        _ghost_failed.add(model)
+        return None
 
 
 _not_compilable: weakref.WeakSet[nn.Module] = weakref.WeakSet()
