@@ -1,15 +1,16 @@
 """Character language models for DP-SGD, and their per-example losses.
 
 Both map a (B, T) batch of character ids to (B, T, V) next-character logits, and use only
-modules whose per-sample gradients deniable verifies (Embedding, LSTM, MultiheadAttention,
-Linear, LayerNorm), no dropout and no BatchNorm:
+modules whose per-sample gradients deniable verifies (Embedding, Linear, LayerNorm), no dropout
+and no BatchNorm:
 
 - :class:`CharLSTM`: Embedding → LSTM → Linear. The LSTM is :class:`~deniable.models.lstm.DPLSTM`
   (the same function as nn.LSTM, made of Linear layers), so per-sample gradients come from vmap
   or ghost clipping instead of the per-example loop nn.LSTM forces.
 - :class:`CharTransformer`: token Embedding + learned position Embedding → pre-norm
-  nn.TransformerEncoder with a causal mask (batch_first, dropout 0) → LayerNorm → Linear;
-  per-sample gradients by vmap.
+  nn.TransformerEncoder with a causal mask (batch_first, dropout 0) → LayerNorm → Linear; its
+  attention is :class:`~deniable.models.attention.DPMultiheadAttention` (nn.MultiheadAttention's
+  function from Linear layers; its state dicts load), so ghost clipping covers every layer.
 
 The losses receive the outputs of ONE example (1, T, V) and its targets (1, T) when DP-SGD
 computes per-sample gradients, and a whole batch otherwise; they average over positions (and
@@ -23,6 +24,7 @@ import torch.nn.functional as nnf
 from torch import Tensor, nn
 
 from deniable.errors import InvalidParameterError, check_count
+from deniable.models.attention import replace_attention
 from deniable.models.lstm import DPLSTM
 
 
@@ -78,7 +80,9 @@ class CharTransformer(nn.Module):
             batch_first=True,
             norm_first=True,
         )
-        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.encoder = replace_attention(
+            nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        )
         self.norm = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, vocab_size)
 
