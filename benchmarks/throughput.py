@@ -13,12 +13,19 @@ subprocess so its peak RSS (ru_maxrss) is its own. Modes:
 
 Prints one JSON object with examples/s, peak RSS and the ratios (deniable / nonprivate,
 deniable / opacus). Models: ``mnist-cnn`` (the Papernot et al. CNN on 28×28), ``transformer``
-(2-layer encoder, d=64, 4 heads, seq 32, vocabulary 1000, mean-pooled classifier) and
-``char-lstm`` (embedding 32, one LSTM layer of 128, seq 32, vocabulary 64, last-state
+(2-layer encoder, d=64, 4 heads, seq 32, vocabulary 1000, mean-pooled classifier),
+``transformer-6x256`` (issue #11's: 6-layer encoder, d=256, 8 heads, feed-forward 1024, seq 128)
+and ``char-lstm`` (embedding 32, one LSTM layer of 128, seq 32, vocabulary 64, last-state
 classifier): non-private with the fused nn.LSTM, deniable with its DPLSTM (Linear layers, ghost
-clipping), Opacus with its own DPLSTM (required by Opacus for LSTMs).
+clipping), Opacus with its own DPLSTM (required by Opacus for LSTMs). In the deniable modes the
+transformers' ``nn.MultiheadAttention`` is replaced by ``DPMultiheadAttention`` (same function,
+Linear projections, so ghost clipping covers it), as ``deniable.train.validate.repair`` does.
 
-    .venv/bin/python benchmarks/throughput.py [--batch-size 256] [--steps 5]
+``--memory-cap-gb`` limits each mode's address space (RLIMIT_AS): a mode that needs more fails
+with an out-of-memory error in its row instead of pushing the machine into swap or the OOM killer.
+
+    .venv/bin/python benchmarks/throughput.py [--batch-size 256] [--steps 5] \
+        [--models mnist-cnn,transformer-6x256] [--modes nonprivate,deniable] [--memory-cap-gb 16]
 """
 
 from __future__ import annotations
@@ -35,13 +42,13 @@ import torch
 from torch import nn
 
 MODES = ("nonprivate", "deniable", "deniable_compiled", "opacus_hooks", "opacus_ghost")
-MODELS = ("mnist-cnn", "transformer", "char-lstm")
+MODELS = ("mnist-cnn", "transformer", "transformer-6x256", "char-lstm")
 
 
 class TinyTransformer(nn.Module):
     def __init__(self, vocab: int = 1000, d: int = 64, heads: int = 4, layers: int = 2) -> None:
         super().__init__()
-        self.embed = nn.Embedding(vocab, d)
+        self.embed = nn.Embedding(vocab, d)  # positions omitted: throughput only
         layer = nn.TransformerEncoderLayer(d, heads, 4 * d, dropout=0.0, batch_first=True)
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.head = nn.Linear(d, 2)
@@ -69,7 +76,7 @@ def build(
     torch.manual_seed(0)
     if name == "char-lstm":
         lstm: nn.Module = nn.LSTM(32, 128, batch_first=True)
-        if mode == "deniable":
+        if mode.startswith("deniable"):
             from deniable.models.lstm import DPLSTM
 
             lstm = DPLSTM.from_lstm(lstm)  # type: ignore[arg-type]
@@ -84,8 +91,15 @@ def build(
 
         model = build_model("papernot-cnn", (1, 28, 28), 10)
         return model, torch.randn(batch, 1, 28, 28), torch.randint(0, 10, (batch,))
-    model = TinyTransformer()
-    return model, torch.randint(0, 1000, (batch, 32)), torch.randint(0, 2, (batch,))
+    if name == "transformer-6x256":
+        model, steps = TinyTransformer(d=256, heads=8, layers=6), 128
+    else:
+        model, steps = TinyTransformer(), 32
+    if mode.startswith("deniable"):
+        from deniable.models.attention import replace_attention
+
+        replace_attention(model)
+    return model, torch.randint(0, 1000, (batch, steps)), torch.randint(0, 2, (batch,))
 
 
 def run_one(name: str, mode: str, batch: int, steps: int) -> dict[str, float | str]:
@@ -179,15 +193,22 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--one", nargs=2, metavar=("MODEL", "MODE"))
+    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated")
+    parser.add_argument("--modes", default=",".join(MODES), help="comma-separated")
+    parser.add_argument("--memory-cap-gb", type=float, default=0.0, help="per mode (0: none)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.one:
+        if args.memory_cap_gb:
+            cap = int(args.memory_cap_gb * 2**30)
+            resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
         print(json.dumps(run_one(args.one[0], args.one[1], args.batch_size, args.steps)))
         return
+    models, modes = args.models.split(","), args.modes.split(",")
     rows = []
-    for name in MODELS:
-        for mode in MODES:
+    for name in models:
+        for mode in modes:
             done = subprocess.run(
                 [
                     sys.executable,
@@ -201,6 +222,8 @@ def main() -> None:
                     str(args.batch_size),
                     "--steps",
                     str(args.steps),
+                    "--memory-cap-gb",
+                    str(args.memory_cap_gb),
                 ],
                 capture_output=True,
                 text=True,
@@ -212,7 +235,7 @@ def main() -> None:
             else:
                 rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
     ratios = {}
-    for name in MODELS:
+    for name in models:
         by_mode = {r["mode"]: r for r in rows if r["model"] == name and "error" not in r}
         ours = by_mode.get("deniable")
         if ours is None:
@@ -232,6 +255,7 @@ def main() -> None:
                 "batch_size": args.batch_size,
                 "steps": args.steps,
                 "torch_threads": torch.get_num_threads(),
+                "memory_cap_gb": args.memory_cap_gb or None,
                 "machine": platform.machine(),
                 "rows": rows,
                 "ratios": ratios,
