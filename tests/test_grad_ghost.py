@@ -351,10 +351,31 @@ def test_parameters_used_outside_their_layer_are_refused() -> None:
         ghost_clipped_sum(Direct().double(), ce_sum, _x(4), _y(), 1.0)
 
 
-def test_in_place_change_of_a_layer_output_is_refused() -> None:
+def test_in_place_change_of_a_layer_output_is_fine() -> None:
+    """Output gradients are taken at the layer's own autograd edge, so a later in-place op
+    (ReLU(inplace=True)) does not change them: same norms as the out-of-place model."""
+    torch.manual_seed(4)
     model = nn.Sequential(nn.Linear(5, 4), nn.ReLU(inplace=True), nn.Linear(4, 3)).double()
-    with pytest.raises(GhostUnsupportedError, match=r"`0`.*in place"):
-        ghost_norms(model, ce_sum, _x(5), _y())
+    x, y = _x(5), _y()
+    got = ghost_norms(model, ce_sum, x, y).norms
+    model[1].inplace = False
+    grads, _ = per_sample_gradients(model, ce_sum, x, y)
+    torch.testing.assert_close(got, per_sample_norms(grads))
+
+
+def test_in_place_change_of_a_layer_input_is_refused() -> None:
+    class Later(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.proj = nn.Linear(5, 3)
+
+        def forward(self, x: Tensor) -> Tensor:
+            h = torch.tanh(x)
+            out = self.proj(h)
+            return out + h.mul_(0)[:, :3].detach()
+
+    with pytest.raises(GhostUnsupportedError, match=r"input of `proj` was modified in place"):
+        ghost_norms(Later().double(), ce_sum, _x(5), _y())
 
 
 def test_layer_seeing_a_reshaped_batch_is_refused() -> None:

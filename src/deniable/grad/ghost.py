@@ -35,6 +35,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.autograd.graph import GradientEdge, get_gradient_edge
 from torch.func import vmap
 
 from deniable.errors import DeniableError, GhostUnsupportedError, check_positive
@@ -70,9 +71,14 @@ class GhostClipResult(ClipResult):
 
 @dataclass
 class _Call:
+    """One call of a layer: its input, and its output as a gradient edge (not the tensor, so
+    the output is freed as soon as autograd no longer needs it)."""
+
     inputs: Tensor
-    output: Tensor
-    versions: tuple[int, int]
+    output_edge: GradientEdge | None
+    output_shape: torch.Size
+    output_like: Tensor  # an empty tensor of the output's dtype/device, for zero gradients
+    input_version: int
 
 
 @dataclass
@@ -159,7 +165,11 @@ def _capture(
         raise GhostUnsupportedError(
             f"ghost clipping needs `{layer.path}` called with one input tensor returning a tensor"
         )
-    layer.calls.append(_Call(x.detach(), output, (x._version, output._version)))
+    if not output.requires_grad:  # nothing trainable before it or in it: zero gradient
+        layer.calls.append(_Call(x.detach(), None, output.shape, output.new_empty(0), x._version))
+        return
+    edge = get_gradient_edge(output)
+    layer.calls.append(_Call(x.detach(), edge, output.shape, output.new_empty(0), x._version))
 
 
 def _first_pass(
@@ -188,14 +198,14 @@ def _first_pass(
     calls = [(layer, call) for layer in layers for call in layer.calls]
     for layer, call in calls:
         _check_call(layer, call, batch)
-    outs = [call.output for _, call in calls]
+    edges = [(call, call.output_edge) for _, call in calls if call.output_edge is not None]
     # Parameters of layers the forward never called: their gradient must be zero, else they
     # were used outside their module's forward (e.g. nn.MultiheadAttention's out_proj) and no
     # rule saw them.
     idle = [(layer, p) for layer in layers if not layer.calls for p in _own(layer.module)]
-    wanted = outs + [p for _, p in idle]
+    wanted = [e for _, e in edges] + [get_gradient_edge(p) for _, p in idle]
     backs = torch.autograd.grad(losses.sum(), wanted, allow_unused=True) if wanted else ()
-    for (layer, _), g in zip(idle, backs[len(outs) :], strict=True):
+    for (layer, _), g in zip(idle, backs[len(edges) :], strict=True):
         if g is not None and bool(g.ne(0).any()):
             raise GhostUnsupportedError(
                 f"`{layer.path}` ({type(layer.module).__name__}) is never called but its "
@@ -203,9 +213,13 @@ def _first_pass(
                 "(vmap) for this model"
             )
     grads_of = {
-        id(call): (torch.zeros_like(o) if g is None else g.detach())
-        for (_, call), o, g in zip(calls, outs, backs[: len(outs)], strict=True)
+        id(call): g.detach()
+        for (call, _), g in zip(edges, backs[: len(edges)], strict=True)
+        if g is not None
     }
+    for _, call in calls:  # no path from the output to the loss: zero gradient
+        if id(call) not in grads_of:
+            grads_of[id(call)] = call.output_like.new_zeros(call.output_shape)
     sq = losses.new_zeros(batch).detach()
     parts: dict[str, ParamNorm] = {}
     for layer in layers:
@@ -227,15 +241,15 @@ def _own(module: nn.Module) -> list[Tensor]:
 
 
 def _check_call(layer: _Layer, call: _Call, batch: int) -> None:
-    if call.inputs.shape[:1] != (batch,) or call.output.shape[:1] != (batch,):
+    if call.inputs.shape[:1] != (batch,) or call.output_shape[:1] != (batch,):
         raise GhostUnsupportedError(
             f"ghost clipping needs batch-first tensors at `{layer.path}` (dim 0 = {batch} "
             f"examples), got input {tuple(call.inputs.shape)}; use per-sample gradients (vmap)"
         )
-    if (call.inputs._version, call.output._version) != call.versions:
+    if call.inputs._version != call.input_version:
         raise GhostUnsupportedError(
-            f"the input or output of `{layer.path}` was modified in place after the layer ran; "
-            "make the following operation out-of-place (e.g. inplace=False)"
+            f"the input of `{layer.path}` was modified in place after the layer ran; "
+            "make that operation out-of-place (e.g. inplace=False)"
         )
 
 
