@@ -11,6 +11,7 @@ from torch.nn import functional as nnf
 
 from deniable.errors import DeniableError
 from deniable.grad import compute_per_sample, per_sample_gradients, per_sample_norms
+from deniable.models.standardized import WSConv2d
 from deniable.train.validate import VERIFIED_MODULES
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
@@ -125,6 +126,11 @@ def _case(name: str) -> Case:
             nn.Conv2d(2, 4, 3, padding=1), nn.AvgPool2d(2), nn.Flatten(), nn.Linear(36, 3)
         )
         x = torch.randn(BATCH, 2, 6, 6, dtype=torch.float64)
+    elif name == "ws_conv2d":
+        model = nn.Sequential(
+            WSConv2d(2, 4, 3, padding=1), nn.GroupNorm(2, 4), nn.Flatten(), nn.Linear(144, 3)
+        )
+        x = torch.randn(BATCH, 2, 6, 6, dtype=torch.float64)
     elif name == "conv3d":
         model = nn.Sequential(nn.Conv3d(1, 2, 2), nn.Flatten(), nn.Linear(16, 3))
         x = torch.randn(BATCH, 1, 3, 3, 3, dtype=torch.float64)
@@ -196,6 +202,7 @@ CASES = [
     "mlp_regression",
     "conv1d",
     "conv2d",
+    "ws_conv2d",
     "conv3d",
     "conv_transpose",
     "embedding",

@@ -26,14 +26,23 @@ FLAT_SHAPES = [(104,), (61,), (2, 3)]
 
 
 def test_names() -> None:
-    assert MODELS == ("mlp", "cnn", "tanh-cnn", "papernot-cnn", "logreg", "unit-ball-logreg")
+    assert MODELS == (
+        "mlp",
+        "cnn",
+        "tanh-cnn",
+        "papernot-cnn",
+        "logreg",
+        "unit-ball-logreg",
+        "papernot-gn-cnn",
+        "papernot-ws-gn-cnn",
+    )
 
 
 CASES = [
     (name, shape)
     for name in MODELS
     for shape in IMAGE_SHAPES + ([] if name.endswith("cnn") else FLAT_SHAPES)
-    if name != "papernot-cnn" or min(shape[1:]) >= 16  # its strided 8×8 kernel needs 16×16
+    if not name.startswith("papernot") or min(shape[1:]) >= 16  # strided 8×8 kernel: 16×16
 ]
 
 
@@ -52,7 +61,7 @@ def test_no_batchnorm_and_no_in_place_activations(name: str) -> None:
         assert not isinstance(module, _BatchNorm)
         assert not getattr(module, "inplace", False)
     norms = [m for m in model.modules() if isinstance(m, nn.GroupNorm)]
-    assert (len(norms) == 2) == (name == "cnn")
+    assert (len(norms) == 2) == (name in ("cnn", "papernot-gn-cnn", "papernot-ws-gn-cnn"))
 
 
 def _count(model: nn.Module) -> int:
@@ -88,7 +97,7 @@ def test_tempered_sigmoid_defaults_to_tanh_and_follows_its_formula() -> None:
 @pytest.mark.parametrize("name", MODELS)
 def test_per_sample_gradients_with_torch_func_match_a_loop(name: str) -> None:
     torch.manual_seed(1)
-    side = 16 if name == "papernot-cnn" else 8
+    side = 16 if name.startswith("papernot") else 8
     model = build_model(name, (1, side, side), 3)
     x, y = torch.randn(3, 1, side, side), torch.tensor([0, 2, 1])
     params = {k: v.detach() for k, v in model.named_parameters()}

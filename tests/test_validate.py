@@ -153,3 +153,18 @@ def test_repair_keeps_dtype_and_mode() -> None:
     fixed = repair_model(model)
     assert fixed[0].weight.dtype == torch.float64
     assert not fixed[0].training
+
+
+def test_repair_swaps_attention_for_the_ghost_clippable_one() -> None:
+    from deniable.grad import check_ghost_supported
+    from deniable.models.attention import DPMultiheadAttention
+
+    torch.manual_seed(1)
+    layer = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True)
+    model = nn.Sequential(nn.TransformerEncoder(layer, 2, enable_nested_tensor=False))
+    result = repair(model)
+    assert "`0.layers.1.self_attn`: MultiheadAttention → DPMultiheadAttention" in result.changes
+    assert isinstance(result.model[0].layers[0].self_attn, DPMultiheadAttention)
+    check_ghost_supported(result.model)
+    x = torch.randn(3, 5, 8)
+    torch.testing.assert_close(result.model(x), model(x))

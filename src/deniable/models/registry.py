@@ -1,7 +1,9 @@
 """Models by name, sized from a dataset's feature shape: the entry point of the trainer and CLI.
 
-``mlp`` and ``logreg`` take any feature shape (they flatten); ``cnn`` and ``tanh-cnn`` need images
-shaped ``(channels, height, width)``. Every model here is DP-SGD compatible: no BatchNorm, no
+``mlp`` and ``logreg`` take any feature shape (they flatten); the ``*cnn`` models need images
+shaped ``(channels, height, width)``, the ``papernot-*`` ones at least 16×16. ``papernot-gn-cnn``
+adds GroupNorm to ``papernot-cnn`` and ``papernot-ws-gn-cnn`` weight standardisation as well
+(:mod:`deniable.models.standardized`). Every model here is DP-SGD compatible: no BatchNorm, no
 in-place operations.
 """
 
@@ -16,6 +18,7 @@ from deniable.errors import InvalidParameterError, check_count
 from deniable.models.cnn import PapernotCNN, SmallCNN, TemperedSigmoidCNN
 from deniable.models.linear import LogisticRegression, UnitBallLinear
 from deniable.models.mlp import MLP
+from deniable.models.standardized import GroupNormPapernotCNN, WSConv2d
 
 Shape = tuple[int, ...]
 
@@ -49,6 +52,16 @@ def _papernot_cnn(shape: Shape, num_classes: int) -> nn.Module:
     return PapernotCNN(channels, num_classes, size)
 
 
+def _papernot_gn_cnn(shape: Shape, num_classes: int) -> nn.Module:
+    channels, size = _image("papernot-gn-cnn", shape)
+    return GroupNormPapernotCNN(channels, num_classes, size)
+
+
+def _papernot_ws_gn_cnn(shape: Shape, num_classes: int) -> nn.Module:
+    channels, size = _image("papernot-ws-gn-cnn", shape)
+    return GroupNormPapernotCNN(channels, num_classes, size, conv=WSConv2d)
+
+
 _BUILDERS: dict[str, Callable[[Shape, int], nn.Module]] = {
     "mlp": lambda shape, k: MLP(_flat(shape), k),
     "cnn": _cnn,
@@ -56,6 +69,8 @@ _BUILDERS: dict[str, Callable[[Shape, int], nn.Module]] = {
     "papernot-cnn": _papernot_cnn,
     "logreg": lambda shape, k: LogisticRegression(_flat(shape), k),
     "unit-ball-logreg": lambda shape, k: UnitBallLinear(_flat(shape), k),
+    "papernot-gn-cnn": _papernot_gn_cnn,
+    "papernot-ws-gn-cnn": _papernot_ws_gn_cnn,
 }
 
 MODELS: tuple[str, ...] = tuple(_BUILDERS)

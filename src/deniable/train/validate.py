@@ -35,6 +35,8 @@ from torch.nn.modules.instancenorm import _InstanceNorm
 from torch.nn.parameter import is_lazy
 
 from deniable.errors import DeniableError, UnsupportedModuleError
+from deniable.models.attention import DPMultiheadAttention
+from deniable.models.standardized import WSConv2d
 
 MAX_GROUPS = 32
 
@@ -61,6 +63,7 @@ VERIFIED_MODULES: tuple[type[nn.Module], ...] = (
     nn.RNNCell,
     nn.MultiheadAttention,
     nn.PReLU,
+    WSConv2d,  # overrides Conv2d.forward (vmap path); also tests/test_models_standardized.py
 )
 
 ModuleCheck = Callable[[nn.Module], "str | None"]
@@ -178,7 +181,10 @@ def repair(model: nn.Module) -> Repair:
     BatchNorm{1,2,3}d → GroupNorm(gcd(C, 32) groups, C) keeping eps and the affine scale/shift
     (GroupNorm has no running statistics, so eval-mode outputs change: retrain or fine-tune);
     InstanceNorm running statistics dropped; ``inplace=True`` → False; Embedding
-    ``scale_grad_by_freq``/``sparse`` → False. Unverified module types are left as they are.
+    ``scale_grad_by_freq``/``sparse`` → False. ``nn.MultiheadAttention`` →
+    :class:`~deniable.models.attention.DPMultiheadAttention` (same function and weights; not a
+    safety fix but the one that lets ghost clipping cover transformers). Unverified module types
+    are left as they are.
     """
     lazy = [
         f"`{path or '<root>'}`"
@@ -222,6 +228,10 @@ def repair_model(model: nn.Module) -> nn.Module:
 
 
 def _replacement(module: nn.Module) -> nn.Module | None:
+    if isinstance(module, nn.MultiheadAttention):
+        if module.bias_k is not None or module.add_zero_attn:
+            return None  # no DP equivalent: whole-model vmap handles it
+        return DPMultiheadAttention.from_mha(module)
     if isinstance(module, _BatchNorm):
         channels = module.num_features
         groups = math.gcd(channels, MAX_GROUPS)
