@@ -76,3 +76,33 @@ def test_audit_command_adds_lira_to_the_run(
     )
     code, _, err = run_cli(["audit", "--config", "x.toml", "--lira", "4"], capsys)
     assert code != 0 and "--lira" in err and len(err.strip().splitlines()) == 1
+
+
+def test_audit_command_trains_the_shadows_on_ray_with_the_same_result(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--workers 2 --backend ray`` (skipped without Ray): DP shadows are bit-identical on every
+    backend, so the LiRA block equals the one-process block but for the recorded workers and
+    backend. A bad backend, as a flag or as the ``[audit]`` key of a defaults file, is one line
+    on stderr before anything runs."""
+    run_dir = tmp_path / "run"
+    args = ["train", "--model", "logreg", "--epochs", "2", "--run-dir", str(run_dir), "--quiet"]
+    code, _, err = run_cli(args, capsys)
+    assert code == 0, err
+    code, _, err = run_cli(["audit", str(run_dir), "--lira", "4", "--backend", "threads"], capsys)
+    assert code == 2 and err == "error: --backend must be 'processes' or 'ray', got 'threads'\n"
+    defaults = tmp_path / "defaults.toml"
+    defaults.write_text('[audit]\nbackend = "threads"\n')
+    code, _, err = run_cli(["--defaults", str(defaults), "audit", str(run_dir)], capsys)
+    assert code == 2 and "--backend must be" in err and len(err.strip().splitlines()) == 1
+    pytest.importorskip("ray", reason="Ray (deniable[ray]) is not installed")
+    audit = ["audit", str(run_dir), "--lira", "4", "--no-canary-audit", "--max-examples", "100"]
+    code, out, err = run_cli([*audit, "--json"], capsys)
+    assert code == 0, err
+    here = json.loads(out)["lira"]
+    code, out, err = run_cli([*audit, "--workers", "2", "--backend", "ray", "--json"], capsys)
+    assert code == 0, err
+    on_ray = json.loads(out)["lira"]
+    assert (here.pop("workers"), here.pop("backend")) == (1, "processes")
+    assert (on_ray.pop("workers"), on_ray.pop("backend")) == (2, "ray")
+    assert on_ray == here

@@ -329,7 +329,13 @@ DatasetOpt = Annotated[
     str | None, typer.Option("--dataset", help="digits (default), mnist, fashion-mnist, adult, ...")
 ]
 DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="Folder with the data files.")]
-ModelOpt = Annotated[str | None, typer.Option("--model", help="mlp, cnn, tanh-cnn or logreg.")]
+ModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        help="mlp, cnn, tanh-cnn, papernot-cnn, papernot-gn-cnn, papernot-ws-gn-cnn or logreg.",
+    ),
+]
 EpochsOpt = Annotated[float | None, typer.Option("--epochs", help="Epochs (steps = epochs/q).")]
 BatchOpt = Annotated[int | None, typer.Option("--batch-size", help="Expected units per batch.")]
 LrOpt = Annotated[float | None, typer.Option("--learning-rate", help="Learning rate.")]
@@ -627,8 +633,14 @@ def audit_cmd(
         int, typer.Option("--lira", help="Also LiRA with this many shadows (a run folder).")
     ] = 0,
     workers: Annotated[
-        int, typer.Option("--workers", help="Processes that train the LiRA shadows.")
+        int, typer.Option("--workers", help="Workers that train the LiRA shadows.")
     ] = 1,
+    backend: Annotated[
+        str,
+        typer.Option(
+            "--backend", help="Where --workers run: processes (this machine) or ray (Ray tasks)."
+        ),
+    ] = "processes",
     max_examples: Annotated[
         int, typer.Option("--max-examples", help="LiRA: members (and non-members) scored.")
     ] = 1000,
@@ -639,8 +651,10 @@ def audit_cmd(
 ) -> None:
     """One-run canary ε lower bound and LOSS attack, of a finished run (updates its result.json)
     or of a config's training algorithm (--config); --lira N adds LiRA with N shadows."""
+    from deniable.fleet import check_backend
     from deniable.pipeline import audit_config, audit_run
 
+    shadow_backend = check_backend(backend, "--backend")
     if (run_dir is None) == (config is None):
         raise DeniableError("give a run folder or --config FILE (one of them)")
     if config is not None:
@@ -667,6 +681,7 @@ def audit_cmd(
                 canaries=canary_audit,
                 lira_shadows=lira,
                 workers=check_count("--workers", workers),
+                backend=shadow_backend,
                 max_examples=max_examples,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )

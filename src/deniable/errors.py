@@ -23,6 +23,11 @@ class InvalidParameterError(DeniableError):
         self.allowed = allowed
         super().__init__(f"{name} must be {allowed}, got {value!r}")
 
+    def __reduce__(self) -> tuple[type[InvalidParameterError], tuple[str, object, str]]:
+        # Rebuilt from its own arguments, so it crosses process boundaries (worker pools, Ray)
+        # intact; the default (the class called with the message alone) fails to unpickle.
+        return type(self), (self.name, self.value, self.allowed)
+
 
 class UnsupportedEventError(DeniableError):
     """An accountant cannot interpret (part of) a privacy event; the message names the part."""

@@ -10,8 +10,11 @@ example is then scored by online and offline LiRA (per-example Gaussians of the 
 confidence; a pooled variance below 64 shadows) and by LOSS, and the three ROCs are reported:
 AUC, TPR at 1 %, 0.1 % and 0 % FPR.
 
-With ``workers > 1`` the shadows train in that many processes
-(:func:`deniable.audit.shadows.train_shadows`), which makes 64+ shadows practical.
+With ``workers > 1`` the shadows train in that many workers
+(:func:`deniable.audit.shadows.train_shadows`), which makes 64+ shadows practical: spawned
+processes on this machine, or Ray tasks with ``backend="ray"`` (a Ray cluster when Ray was
+initialised with its address first; :mod:`deniable.fleet`). The backend does not change the
+shadows.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from deniable.audit.signals import compute_signals
 from deniable.config import TrainConfig
 from deniable.data import ArrayDataset, Split
 from deniable.errors import DeniableError, check_count
+from deniable.fleet import Backend
 
 
 def audit_population(
@@ -59,6 +63,7 @@ def lira_audit(
     noise_multiplier: float | None,
     shadows: int = 16,
     workers: int = 1,
+    backend: Backend = "processes",
     max_examples: int = 1000,
     progress: Progress | None = None,
 ) -> dict[str, object]:
@@ -85,7 +90,9 @@ def lira_audit(
         ),
         balanced=True,  # every example IN exactly half the shadows: no example lacks a side
     )
-    trained = train_shadows(population, shadow_config, workers=workers, progress=progress)
+    trained = train_shadows(
+        population, shadow_config, workers=workers, backend=backend, progress=progress
+    )
     x, y = population.to_tensors()
     target = compute_signals(model, x, y)
     phi = trained.signals(x, y).scaled_confidence
@@ -99,6 +106,7 @@ def lira_audit(
     return {
         "shadows": shadows,
         "workers": workers,
+        "backend": backend,
         "population": len(population),
         "members": int(is_member.sum()),
         "shadow_training": {

@@ -24,6 +24,7 @@ from deniable.config import TrainConfig, training_keys
 from deniable.data import Split, load_dataset
 from deniable.errors import DeniableError
 from deniable.evaluate import beyond_privacy_summary
+from deniable.fleet import Backend
 from deniable.models import build_model
 from deniable.report import render_report
 from deniable.train.checkpoint import (
@@ -271,6 +272,7 @@ def audit_run(
     canaries: bool = True,
     lira_shadows: int = 0,
     workers: int = 1,
+    backend: Backend = "processes",
     max_examples: int = 1000,
     progress: Progress | None = None,
 ) -> dict[str, object]:
@@ -278,8 +280,8 @@ def audit_run(
 
     ``canaries``: the one-run canary audits and the LOSS attack (what ``deniable run`` does).
     ``lira_shadows`` > 0: also LiRA with that many shadows trained like the run
-    (:mod:`deniable.lira_audit`), in ``workers`` processes, on up to ``max_examples`` members and
-    as many non-members; stored under ``audit.lira``.
+    (:mod:`deniable.lira_audit`), in ``workers`` processes or Ray tasks (``backend``), on up to
+    ``max_examples`` members and as many non-members; stored under ``audit.lira``.
     """
     from deniable.auditing import audit
 
@@ -309,6 +311,7 @@ def audit_run(
             noise_multiplier=float(sigma) if isinstance(sigma, int | float) else None,
             shadows=lira_shadows,
             workers=workers,
+            backend=backend,
             max_examples=max_examples,
             progress=progress,
         )

@@ -30,11 +30,10 @@ import copy
 import hashlib
 import json
 import math
-import multiprocessing
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -55,6 +54,7 @@ from deniable.audit.signals import (
 from deniable.config import TrainConfig
 from deniable.data.dataset import ArrayDataset
 from deniable.errors import DeniableError, InvalidParameterError, check_count, check_positive
+from deniable.fleet import Backend, check_backend, run_shares
 from deniable.models import build_model
 from deniable.train.private import make_private
 
@@ -227,16 +227,22 @@ def train_shadows(
     progress: Progress | None = None,
     vectorise: bool = True,
     workers: int = 1,
+    backend: Backend = "processes",
 ) -> ShadowSet:
     """Train ``config.n_shadows`` shadows on random halves of ``population`` (or load them).
 
     ``vectorise=False`` trains non-private shadows one at a time with the same initialisation
     and batches (slower; the same weights up to float rounding). DP shadows always train one at
-    a time. ``workers > 1`` splits the shadows over that many processes (one torch thread each);
-    every shadow's membership, initialisation, batches and noise depend only on its index, so
-    the result is the one-process result (DP and loop shadows exactly; vectorised ones up to
-    float rounding). With workers, ``progress`` counts finished shadows, not steps.
+    a time. ``workers > 1`` splits the shadows into that many shares, each trained by one worker
+    with one torch thread: a spawned process (``backend="processes"``) or a Ray task
+    (``backend="ray"``, :mod:`deniable.fleet`; ``pip install 'deniable[ray]'``). Every shadow's
+    membership, initialisation, batches and noise depend only on its index, so the result is the
+    one-process result (DP and loop shadows exactly; vectorised ones up to float rounding), and
+    the two backends give the same bits. With workers, ``progress`` counts finished shadows, not
+    steps. ``workers=1`` trains here, whatever the backend.
     """
+    check_count("workers", workers)
+    check_backend(backend)
     if len(population) < 2:
         raise DeniableError(
             f"the shadow population needs at least 2 examples, got {len(population)}"
@@ -250,7 +256,9 @@ def train_shadows(
     membership = draw_membership(config, len(population))
     everyone = list(range(config.n_shadows))
     if workers > 1:
-        states = _train_in_workers(population, config, membership, vectorise, workers, progress)
+        states = _train_in_workers(
+            population, config, membership, vectorise, workers, backend, progress
+        )
         models = [_init_model(config, population, s) for s in everyone]
         for model, state in zip(models, states, strict=True):
             model.load_state_dict(state)
@@ -370,10 +378,10 @@ def _worker_states(
     population: ArrayDataset,
     config: ShadowConfig,
     membership: NDArray[np.bool_],
-    indices: list[int],
     vectorise: bool,
+    indices: list[int],
 ) -> list[dict[str, torch.Tensor]]:
-    """One worker process's share (one torch thread: the workers share the cores)."""
+    """One worker's share (one torch thread: the workers share the cores)."""
     torch.set_num_threads(1)
     models = _train_subset(population, config, membership, indices, vectorise)
     return [model.state_dict() for model in models]
@@ -385,26 +393,25 @@ def _train_in_workers(
     membership: NDArray[np.bool_],
     vectorise: bool,
     workers: int,
+    backend: Backend,
     progress: Progress | None,
 ) -> list[dict[str, torch.Tensor]]:
-    """Shadows split into ``workers`` contiguous shares, trained in spawned processes."""
+    """Shadows split into ``workers`` contiguous shares, each trained by one worker."""
     count = config.n_shadows
     shares = [
         list(map(int, part)) for part in np.array_split(np.arange(count), workers) if part.size
     ]
-    states: dict[int, dict[str, torch.Tensor]] = {}
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=len(shares), mp_context=context) as pool:
-        futures = {
-            pool.submit(_worker_states, population, config, membership, share, vectorise): share
-            for share in shares
-        }
-        for future in as_completed(futures):
-            for index, state in zip(futures[future], future.result(), strict=True):
-                states[index] = state
-            if progress is not None:
-                progress(len(states), count)
-    return [states[s] for s in range(count)]
+    finished = 0
+
+    def done(share: int) -> None:
+        nonlocal finished
+        finished += len(shares[share])
+        if progress is not None:
+            progress(finished, count)
+
+    task = partial(_worker_states, population, config, membership, vectorise)
+    results = run_shares(task, shares, backend=backend, done=done)
+    return [state for states in results for state in states]
 
 
 def _train_vectorised(

@@ -11,24 +11,32 @@ their replies into updates:
   add/remove-one *client* among K. A sampled slot with no connected node, a node that replies
   with an error, or no reply at all is a dropped client: it contributes nothing, the round is
   still recorded (the release happened). A node arriving when every slot is taken is not used;
-  raise ``num_clients`` to include it.
+  raise ``num_clients`` to include it. :meth:`DPFedAvgStrategy.pin` gives chosen nodes chosen
+  slots instead (Flower's simulation pins node → partition id, so client k is partition k).
 - every floating-point array of the global :class:`~flwr.app.ArrayRecord` is a parameter: the
   update of a node is its returned arrays minus the global ones; other arrays are kept as sent.
 - no client-side evaluation: per-client metrics would be released without noise.
 
-The strategy's ``aggregator.epsilon(delta)`` is the user-level ε of the rounds run so far.
+The strategy's ``aggregator.epsilon(delta)`` is the user-level ε of the rounds run so far;
+``rounds`` holds each round's :class:`~deniable.distributed.fedavg.RoundStats` (server-side
+diagnostics, not differentially private).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Mapping
 
 import torch
 
 from deniable.distributed.clipping import Clipping
-from deniable.distributed.fedavg import DPFedAvgAggregator, Update
-from deniable.errors import check_positive
+from deniable.distributed.fedavg import DPFedAvgAggregator, RoundStats, Update
+from deniable.errors import DeniableError, check_positive
+
+# No network at run time: Flower reports usage to flower.ai unless this is "0" (read when
+# flwr is first imported, here and in the Ray actors, which inherit the environment).
+os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 
 try:
     from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
@@ -70,6 +78,7 @@ class DPFedAvgStrategy(Strategy):
         self.arrayrecord_key = arrayrecord_key
         self.configrecord_key = configrecord_key
         self.slots: dict[int, int] = {}  # node id -> client slot
+        self.rounds: list[RoundStats] = []
         self._global: dict[str, torch.Tensor] = {}
         self._chosen: list[int] = []
 
@@ -82,6 +91,22 @@ class DPFedAvgStrategy(Strategy):
             a.noise_multiplier,
             a.clipping,
         )
+
+    def pin(self, slots: Mapping[int, int]) -> None:
+        """Give node ``n`` client slot ``slots[n]`` (nodes keep their slots; nodes not pinned take
+        the free ones in order of node id). Checks every pair before changing anything."""
+        count = self.aggregator.num_clients
+        holders = {slot: node for node, slot in self.slots.items()}
+        if len(set(slots.values())) != len(slots):
+            raise DeniableError("two nodes were given the same client slot")
+        for node, slot in slots.items():
+            if isinstance(slot, bool) or not isinstance(slot, int) or not 0 <= slot < count:
+                raise DeniableError(f"node {node}: client slot {slot!r} is not in [0, {count})")
+            if self.slots.get(node, slot) != slot:
+                raise DeniableError(f"node {node} already has client slot {self.slots[node]}")
+            if holders.get(slot, node) != node:
+                raise DeniableError(f"client slot {slot} is already node {holders[slot]}'s")
+        self.slots.update(slots)
 
     def _assign_slots(self, nodes: Iterable[int]) -> None:
         free = [s for s in range(self.aggregator.num_clients) if s not in self.slots.values()]
@@ -127,6 +152,7 @@ class DPFedAvgStrategy(Strategy):
             else:
                 logger.warning("client slot %d replied without arrays; dropped", slot)
         average, stats = self.aggregator.aggregate(template, [by_slot[s] for s in self._chosen])
+        self.rounds.append(stats)
         updated = dict(self._global)
         for name, value in average.items():
             step = (self.server_learning_rate * value).to(template[name].dtype)
