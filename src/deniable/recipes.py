@@ -141,6 +141,27 @@ RECIPES: dict[str, Recipe] = {
             note="published figure at ε = 2.93 with tuned hyperparameters; ours untuned, one seed",
         ),
         Recipe(
+            name="mnist-ws-gn-cnn",
+            dataset="mnist",
+            kind="run",
+            paper="Papernot et al. 2021 tanh CNN with weight-standardised convs + GroupNorm "
+            "(Kolesnikov et al. 2020; De et al. 2022)",
+            published={2.93: 0.981},
+            measured={2.93: 0.9814},
+            settings={
+                "dataset": "mnist",
+                "model": "papernot-ws-gn-cnn",
+                "epochs": 40.0,
+                "batch_size": 512,
+                "learning_rate": 4.0,
+                "momentum": 0.0,
+                "max_grad_norm": 0.1,
+                "target_epsilon": 2.93,
+            },
+            note="the published figure is the plain tanh CNN's (ours: 97.89 % at ε = 3); the same "
+            "settings with WS + GroupNorm reach it, one seed, untuned",
+        ),
+        Recipe(
             name="adult-logreg",
             dataset="adult",
             kind="run",
