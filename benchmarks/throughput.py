@@ -7,7 +7,8 @@ subprocess so its peak RSS (ru_maxrss) is its own. Modes:
 - ``deniable``: our DP step (per-example clipping, noise once, expected-batch averaging; ghost
   clipping where it pays off, vmap otherwise); ``deniable_compiled``: the same step with
   ``compiled=True`` (torch.compile of per-example gradients + clipping; compilation happens in
-  the warm-up step and is not timed);
+  the warm-up step and is not timed); ``deniable_two_pass``: ghost clipping in two backward passes
+  (norms in the first, the clipped sum in the second: less memory than book-keeping, more time);
 - ``opacus_hooks`` / ``opacus_ghost``: Opacus 1.6's GradSampleModule (hooks) and ghost clipping
   (bench-only dependency).
 
@@ -41,7 +42,14 @@ import time
 import torch
 from torch import nn
 
-MODES = ("nonprivate", "deniable", "deniable_compiled", "opacus_hooks", "opacus_ghost")
+MODES = (
+    "nonprivate",
+    "deniable",
+    "deniable_two_pass",
+    "deniable_compiled",
+    "opacus_hooks",
+    "opacus_ghost",
+)
 MODELS = ("mnist-cnn", "transformer", "transformer-6x256", "char-lstm")
 
 
@@ -130,7 +138,7 @@ def _step_function(model, x, y, loss_fn, mode, batch):  # type: ignore[no-untype
             opt.step()
 
         return step
-    if mode in ("deniable", "deniable_compiled"):
+    if mode in ("deniable", "deniable_two_pass", "deniable_compiled"):
         from deniable.train.dp_step import Clipping, noisy_gradient
         from deniable.train.noise import NoiseSource
 
@@ -150,6 +158,7 @@ def _step_function(model, x, y, loss_fn, mode, batch):  # type: ignore[no-untype
                 expected_batch_units=float(batch),
                 noise=noise,
                 compiled=mode == "deniable_compiled",
+                ghost_two_pass=mode == "deniable_two_pass",
             )
             for name, p in model.named_parameters():
                 p.grad = grads[name]

@@ -273,3 +273,40 @@ def test_ghost_and_per_sample_paths_release_the_same_gradient() -> None:
     for name, value in reference.summed.items():
         expected = (value + noise.gaussian_like(value, 0.7 * 0.5)) / 32.0
         torch.testing.assert_close(grads[name], expected, atol=1e-5, rtol=1e-4)
+
+
+def test_two_pass_ghost_step_equals_the_book_keeping_step() -> None:
+    """``ghost_two_pass`` changes memory and time, not the released gradient (same noise)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.LayerNorm(8), nn.Linear(8, 3)).double()
+    x, y = torch.randn(12, 6, dtype=torch.float64), torch.randint(0, 3, (12,))
+    out = {}
+    for two_pass in (False, True):
+        grads, _ = noisy_gradient(
+            model,
+            nn.functional.cross_entropy,
+            x,
+            y,
+            torch.arange(12),
+            clipping=Clipping(0.5),
+            noise_multiplier=1.0,
+            expected_batch_units=12.0,
+            noise=NoiseSource(3),
+            ghost_two_pass=two_pass,
+        )
+        out[two_pass] = grads
+    for name in out[False]:
+        torch.testing.assert_close(out[True][name], out[False][name], msg=name)
+    training = make_private(
+        model,
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        nn.functional.cross_entropy,
+        x,
+        y,
+        batch_size=4,
+        max_grad_norm=1.0,
+        noise_multiplier=1.0,
+        seed=0,
+        ghost_two_pass=True,
+    )
+    assert training.ghost_two_pass

@@ -179,15 +179,18 @@ def test_cost_based_choice_is_exposed(name: str, param: str, method: str) -> Non
     assert ghost_norms(model, loss, x, y).layer_methods[param] == method
 
 
-@pytest.mark.parametrize("name", ["mlp", "conv2d", "embedding_gram", "linear_seq_gram", "twice"])
-def test_ghost_clipped_sum_equals_clip_and_sum_of_vmap_grads(name: str) -> None:
+@pytest.mark.parametrize("two_pass", [False, True], ids=["book-keeping", "two-pass"])
+@pytest.mark.parametrize(
+    "name", ["mlp", "conv2d", "conv1d", "embedding_gram", "linear_seq_gram", "twice", "groupnorm"]
+)
+def test_ghost_clipped_sum_equals_clip_and_sum_of_vmap_grads(name: str, two_pass: bool) -> None:
     model, x, y, loss = _case(name)
     grads, _ = per_sample_gradients(model, loss, x, y)
     norms = per_sample_norms(grads)
     ordered = norms.sort().values
     bound = float(ordered[2:4].mean())  # half the examples clipped, none near the bound
     want = clip_and_sum(grads, bound)
-    got = ghost_clipped_sum(model, loss, x, y, bound)
+    got = ghost_clipped_sum(model, loss, x, y, bound, two_pass=two_pass)
     assert got.summed.keys() == want.summed.keys()
     for n in want.summed:
         torch.testing.assert_close(got.summed[n], want.summed[n], atol=1e-8, rtol=1e-6, msg=n)
@@ -303,14 +306,15 @@ def _fallback_case(name: str) -> Case:
     ("name", "vmapped"),
     [("positional", "pos"), ("subclass", "0.weight"), ("own_and_child", "0.scale")],
 )
-def test_layers_without_a_rule_get_per_layer_vmap(name: str, vmapped: str) -> None:
+@pytest.mark.parametrize("two_pass", [False, True], ids=["book-keeping", "two-pass"])
+def test_layers_without_a_rule_get_per_layer_vmap(name: str, vmapped: str, two_pass: bool) -> None:
     """Per-layer fallback (Bu et al.'s hybrid): vmap for that layer only, ghost for the rest;
     norms and the clipped sum equal whole-model vmap."""
     model, x, y, loss = _fallback_case(name)
     grads, _ = per_sample_gradients(model, loss, x, y)
     norms = per_sample_norms(grads)
     bound = float(norms.sort().values[2:4].mean())
-    got = ghost_clipped_sum(model, loss, x, y, bound)
+    got = ghost_clipped_sum(model, loss, x, y, bound, two_pass=two_pass)
     torch.testing.assert_close(got.norms, norms)
     assert got.layer_methods[vmapped] == "vmap"
     assert set(got.layer_methods.values()) - {"vmap"}, "the other layers keep their ghost rules"
@@ -347,8 +351,9 @@ def test_parameters_used_outside_their_layer_are_refused() -> None:
         def forward(self, x: Tensor) -> Tensor:
             return nnf.linear(x, self.proj.weight, self.proj.bias)
 
-    with pytest.raises(GhostUnsupportedError, match=r"`proj` \(Linear\) is never called"):
-        ghost_clipped_sum(Direct().double(), ce_sum, _x(4), _y(), 1.0)
+    for two_pass in (False, True):
+        with pytest.raises(GhostUnsupportedError, match=r"`proj` \(Linear\) is never called"):
+            ghost_clipped_sum(Direct().double(), ce_sum, _x(4), _y(), 1.0, two_pass=two_pass)
 
 
 def test_in_place_change_of_a_layer_output_is_fine() -> None:
@@ -391,12 +396,13 @@ def test_layer_seeing_a_reshaped_batch_is_refused() -> None:
         ghost_norms(Folded().double(), ce_sum, _x(2, 4), _y())
 
 
-def test_train_mode_dropout_uses_one_mask_for_both_passes() -> None:
+@pytest.mark.parametrize("two_pass", [False, True], ids=["book-keeping", "two-pass"])
+def test_train_mode_dropout_uses_one_mask_for_both_passes(two_pass: bool) -> None:
     """With weights all 1 (C huge), the clipped sum is the ordinary batch gradient."""
     model, x, y, loss = _case("mlp")
     model.train()
     torch.manual_seed(5)
-    got = ghost_clipped_sum(model, loss, x, y, 1e9)
+    got = ghost_clipped_sum(model, loss, x, y, 1e9, two_pass=two_pass)
     torch.manual_seed(5)
     loss(model(x), y).backward()
     for n, p in model.named_parameters():

@@ -127,9 +127,10 @@ def test_replacing_attention_in_an_encoder_keeps_its_function(train: bool) -> No
     torch.testing.assert_close(model(ids), want)
 
 
-def test_transformer_ghost_clipping_equals_vmap() -> None:
+@pytest.mark.parametrize("two_pass", [False, True], ids=["book-keeping", "two-pass"])
+def test_transformer_ghost_clipping_equals_vmap(two_pass: bool) -> None:
     """After replace_attention every layer has a ghost rule; norms and the clipped sum equal
-    whole-model vmap to 1e-5 (relative)."""
+    whole-model vmap to 1e-5 (relative), in both ghost modes."""
     torch.manual_seed(3)
     model = replace_attention(Encoder().double().eval())
     check_ghost_supported(model)
@@ -137,7 +138,7 @@ def test_transformer_ghost_clipping_equals_vmap() -> None:
     grads, _ = per_sample_gradients(model, _ce, ids, y)
     norms = per_sample_norms(grads)
     bound = float(norms.median())
-    got = ghost_clipped_sum(model, _ce, ids, y, bound)
+    got = ghost_clipped_sum(model, _ce, ids, y, bound, two_pass=two_pass)
     torch.testing.assert_close(got.norms, norms, rtol=1e-5, atol=1e-8)
     want = clip_and_sum(grads, bound)
     for name in want.summed:

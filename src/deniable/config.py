@@ -47,6 +47,9 @@ class TrainConfig(BaseModel):
     augmentation_pad: int = Field(2, ge=0, description="pixels of padding before the crop")
     ema_decay: float | None = Field(None, gt=0, lt=1, description="parameter averaging decay")
     compile: bool = Field(False, description="torch.compile the per-example gradients/clipping")
+    ghost_two_pass: bool = Field(
+        False, description="ghost clipping in two backward passes: less memory, slower"
+    )
     baseline_epochs: float | None = Field(None, gt=0)
     baseline_learning_rate: float = Field(0.1, gt=0)
     out: Path = Path("runs")
@@ -134,7 +137,17 @@ def _validated(model: type[Config], data: dict[str, object]) -> Config:
 
 
 OPERATIONAL_KEYS = frozenset(
-    {"out", "track", "mlflow_uri", "audit", "audit_canaries", "compare", "workers", "compile"}
+    {
+        "out",
+        "track",
+        "mlflow_uri",
+        "audit",
+        "audit_canaries",
+        "compare",
+        "workers",
+        "compile",
+        "ghost_two_pass",
+    }
 )
 """Keys that do not change what is trained: a run may be resumed with other values for them."""
 

@@ -40,7 +40,7 @@ from torch.func import vmap
 
 from deniable.errors import DeniableError, GhostUnsupportedError, check_positive
 from deniable.grad.clip import ClipResult, clip_factors
-from deniable.grad.ghost_rules import GhostRule, ParamNorm, ghost_rule_for
+from deniable.grad.ghost_rules import GhostRule, ParamNorm, ghost_rule_for, layer_vmap_rule
 from deniable.grad.per_sample import LossFn, as_scalar_loss
 
 logger = logging.getLogger(__name__)
@@ -79,6 +79,7 @@ class _Call:
     output_shape: torch.Size
     output_like: Tensor  # an empty tensor of the output's dtype/device, for zero gradients
     input_version: int
+    output_grad: Tensor | None = None  # two-pass mode: set by a hook during the first backward
 
 
 @dataclass
@@ -87,6 +88,8 @@ class _Layer:
     module: nn.Module
     rule: GhostRule
     calls: list[_Call] = field(default_factory=list)
+    norms: dict[str, tuple[Tensor, str]] | None = None  # two-pass mode: computed in the backward
+    hooks: list[Any] = field(default_factory=list)  # two-pass mode: the output-gradient hooks
 
 
 def check_ghost_supported(model: nn.Module) -> None:
@@ -105,14 +108,28 @@ def ghost_norms(model: nn.Module, loss_fn: LossFn, inputs: Tensor, targets: Tens
 
 
 def ghost_clipped_sum(
-    model: nn.Module, loss_fn: LossFn, inputs: Tensor, targets: Tensor, max_norm: float
+    model: nn.Module,
+    loss_fn: LossFn,
+    inputs: Tensor,
+    targets: Tensor,
+    max_norm: float,
+    *,
+    two_pass: bool = False,
 ) -> GhostClipResult:
     """Σ_i min(1, C/‖g_i‖)·g_i over examples, by ghost norms and book-keeping (see module doc).
 
     Equal to ``clip_and_sum(per_sample_gradients(...)[0], max_norm)`` (flat clipping); its
     ``sensitivity`` is C for add/remove-one neighbours. Does not touch ``param.grad``.
+
+    ``two_pass=True`` trades time for memory (Li et al. 2022's original ghost clipping): each
+    layer's norms are computed by a hook as soon as the backward reaches it and its output
+    gradients are dropped, then a second backward of Σ_i w_i ℓ_i gives the sum. Peak memory is
+    then about a non-private step's; book-keeping (the default) also holds every layer's output
+    gradients until the norms are known, which costs ~1.7× on a transformer (RESULTS.md).
     """
     max_norm = check_positive("max_norm", max_norm)
+    if two_pass:
+        return _two_pass(model, loss_fn, inputs, targets, max_norm)
     norms, losses, parts, params = _first_pass(model, loss_fn, inputs, targets)
     weights = clip_factors(norms.detach(), max_norm)
     with torch.no_grad():
@@ -124,6 +141,40 @@ def ghost_clipped_sum(
     return GhostClipResult(
         summed, norms.detach(), fraction, max_norm, False, losses.detach(), _methods(parts)
     )
+
+
+def _two_pass(
+    model: nn.Module, loss_fn: LossFn, inputs: Tensor, targets: Tensor, max_norm: float
+) -> GhostClipResult:
+    layers, losses, params = _forward(model, loss_fn, inputs, targets, lean=True)
+    names = list(params)
+    firsts = torch.autograd.grad(
+        losses.sum(), [params[n] for n in names], retain_graph=True, allow_unused=True
+    )
+    for layer in layers:  # the second backward must not run them again
+        for hook in layer.hooks:
+            hook.remove()
+    _check_idle(layers, dict(zip(names, firsts, strict=True)), params)
+    del firsts
+    sq = losses.new_zeros(losses.shape[0]).detach()
+    methods: dict[str, str] = {}
+    for layer in layers:
+        if layer.calls and layer.norms is None:  # not finished in the backward: do it now
+            _finish(layer)
+        for name, (part_sq, method) in (layer.norms or {}).items():
+            sq = sq + part_sq.to(sq.dtype)
+            methods[f"{layer.path}.{name}" if layer.path else name] = method
+    norms = sq.sqrt()
+    weights = clip_factors(norms, max_norm).to(losses.dtype)
+    grads = torch.autograd.grad(
+        (weights * losses).sum(), [params[n] for n in names], allow_unused=True
+    )
+    summed = {
+        n: torch.zeros_like(params[n]) if g is None else g
+        for n, g in zip(names, grads, strict=True)
+    }
+    fraction = float((norms > max_norm).float().mean())
+    return GhostClipResult(summed, norms, fraction, max_norm, False, losses.detach(), methods)
 
 
 def _methods(parts: dict[str, ParamNorm]) -> dict[str, str]:
@@ -158,7 +209,12 @@ def _ghost_layers(model: nn.Module) -> list[_Layer]:
 
 
 def _capture(
-    layer: _Layer, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any
+    layer: _Layer,
+    lean: bool,
+    module: nn.Module,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    output: Any,
 ) -> None:
     x = args[0] if args else kwargs.get("input")
     if not isinstance(x, Tensor) or not isinstance(output, Tensor):
@@ -168,13 +224,41 @@ def _capture(
     if not output.requires_grad:  # nothing trainable before it or in it: zero gradient
         layer.calls.append(_Call(x.detach(), None, output.shape, output.new_empty(0), x._version))
         return
-    edge = get_gradient_edge(output)
-    layer.calls.append(_Call(x.detach(), edge, output.shape, output.new_empty(0), x._version))
+    call = _Call(
+        x.detach(), get_gradient_edge(output), output.shape, output.new_empty(0), x._version
+    )
+    layer.calls.append(call)
+    if lean:
+        layer.hooks.append(output.register_hook(partial(_on_output_grad, layer, call)))
 
 
-def _first_pass(
-    model: nn.Module, loss_fn: LossFn, inputs: Tensor, targets: Tensor
-) -> tuple[Tensor, Tensor, dict[str, ParamNorm], dict[str, Tensor]]:
+def _on_output_grad(layer: _Layer, call: _Call, grad: Tensor) -> None:
+    """Two-pass mode: keep the gradient until the layer's last call has one, then its norms."""
+    call.output_grad = grad.detach()
+    if layer.rule is layer_vmap_rule:
+        return  # torch.func inside the autograd engine: left for after the backward
+    if all(c.output_grad is not None or c.output_edge is None for c in layer.calls):
+        _finish(layer)
+
+
+def _finish(layer: _Layer) -> None:
+    """Two-pass mode: the layer's per-example squared norms; its tensors are released."""
+    bs = [
+        c.output_like.new_zeros(c.output_shape) if c.output_grad is None else c.output_grad
+        for c in layer.calls
+    ]
+    with torch.no_grad():
+        parts = layer.rule(layer.module, [c.inputs for c in layer.calls], bs)
+    layer.norms = {name: (part.sq_norm.detach(), part.method) for name, part in parts.items()}
+    for call in layer.calls:
+        call.output_grad = None
+        call.inputs = call.output_like  # the autograd graph keeps what the second pass needs
+
+
+def _forward(
+    model: nn.Module, loss_fn: LossFn, inputs: Tensor, targets: Tensor, *, lean: bool
+) -> tuple[list[_Layer], Tensor, dict[str, Tensor]]:
+    """The hooked forward pass: layers with their calls, per-example losses, trainable params."""
     layers = _ghost_layers(model)
     batch = inputs.shape[0] if inputs.dim() > 0 else 0
     if batch == 0 or targets.dim() == 0 or targets.shape[0] != batch:
@@ -184,7 +268,7 @@ def _first_pass(
         )
     params: dict[str, Tensor] = {n: p for n, p in model.named_parameters() if p.requires_grad}
     handles = [
-        layer.module.register_forward_hook(partial(_capture, layer), with_kwargs=True)
+        layer.module.register_forward_hook(partial(_capture, layer, lean), with_kwargs=True)
         for layer in layers
     ]
     try:
@@ -195,23 +279,43 @@ def _first_pass(
             handle.remove()
     with torch.enable_grad():
         losses = _per_example_losses(loss_fn, outputs, targets)
+    for layer in layers:
+        for call in layer.calls:
+            _check_call(layer, call, batch)
+    return layers, losses, params
+
+
+def _check_idle(
+    layers: list[_Layer], grads: dict[str, Tensor | None], params: dict[str, Tensor]
+) -> None:
+    """Parameters of layers the forward never called must get zero gradient, else they were
+    used outside their module's forward (e.g. nn.MultiheadAttention's out_proj) and no rule saw
+    them."""
+    by_id = {id(p): grads.get(n) for n, p in params.items()}
+    for layer in layers:
+        if layer.calls:
+            continue
+        for p in _own(layer.module):
+            g = by_id.get(id(p))
+            if g is not None and bool(g.ne(0).any()):
+                raise GhostUnsupportedError(
+                    f"`{layer.path}` ({type(layer.module).__name__}) is never called but its "
+                    "parameters get gradient (used outside its forward); use per-sample "
+                    "gradients (vmap) for this model"
+                )
+
+
+def _first_pass(
+    model: nn.Module, loss_fn: LossFn, inputs: Tensor, targets: Tensor
+) -> tuple[Tensor, Tensor, dict[str, ParamNorm], dict[str, Tensor]]:
+    layers, losses, params = _forward(model, loss_fn, inputs, targets, lean=False)
+    batch = losses.shape[0]
     calls = [(layer, call) for layer in layers for call in layer.calls]
-    for layer, call in calls:
-        _check_call(layer, call, batch)
     edges = [(call, call.output_edge) for _, call in calls if call.output_edge is not None]
-    # Parameters of layers the forward never called: their gradient must be zero, else they
-    # were used outside their module's forward (e.g. nn.MultiheadAttention's out_proj) and no
-    # rule saw them.
-    idle = [(layer, p) for layer in layers if not layer.calls for p in _own(layer.module)]
-    wanted = [e for _, e in edges] + [get_gradient_edge(p) for _, p in idle]
+    names = [n for n, p in params.items() if any(p is q for q in _idle_params(layers))]
+    wanted = [e for _, e in edges] + [get_gradient_edge(params[n]) for n in names]
     backs = torch.autograd.grad(losses.sum(), wanted, allow_unused=True) if wanted else ()
-    for (layer, _), g in zip(idle, backs[len(edges) :], strict=True):
-        if g is not None and bool(g.ne(0).any()):
-            raise GhostUnsupportedError(
-                f"`{layer.path}` ({type(layer.module).__name__}) is never called but its "
-                "parameters get gradient (used outside its forward); use per-sample gradients "
-                "(vmap) for this model"
-            )
+    _check_idle(layers, dict(zip(names, backs[len(edges) :], strict=True)), params)
     grads_of = {
         id(call): g.detach()
         for (call, _), g in zip(edges, backs[: len(edges)], strict=True)
@@ -238,6 +342,11 @@ def _first_pass(
 
 def _own(module: nn.Module) -> list[Tensor]:
     return [p for p in module.parameters(recurse=False) if p.requires_grad]
+
+
+def _idle_params(layers: list[_Layer]) -> list[Tensor]:
+    """Trainable parameters of the layers the forward never called."""
+    return [p for layer in layers if not layer.calls for p in _own(layer.module)]
 
 
 def _check_call(layer: _Layer, call: _Call, batch: int) -> None:

@@ -116,6 +116,7 @@ def clipped_sum(
     clipping: Clipping,
     physical_batch_units: int | None = None,
     compiled: bool = False,
+    ghost_two_pass: bool = False,
 ) -> ClippedSum:
     """Clip each unit's whole gradient to ``clipping.max_grad_norm`` and sum; no noise.
 
@@ -124,7 +125,8 @@ def clipped_sum(
     never the result. Raises :class:`~deniable.errors.DeniableError` if a unit's gradient norm is
     not finite. ``compiled`` uses the ``torch.compile``'d per-example path
     (:mod:`deniable.grad.compiled`) where it applies: one example per unit, flat clipping, a
-    model vmap can batch.
+    model vmap can batch. ``ghost_two_pass`` runs ghost clipping in two backward passes (less
+    memory, more time; :func:`~deniable.grad.ghost.ghost_clipped_sum`).
     """
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
     summed = {n: torch.zeros_like(p) for n, p in params.items()}
@@ -148,7 +150,9 @@ def clipped_sum(
             result = ClipResult(summed_chunk, norms, fraction, clipping.max_grad_norm, False)
             method = "compiled"
         elif fusable and (
-            ghost := _try_ghost(model, loss_fn, inputs[mask], targets[mask], clipping)
+            ghost := _try_ghost(
+                model, loss_fn, inputs[mask], targets[mask], clipping, ghost_two_pass
+            )
         ):
             result, losses, method = ghost, ghost.losses, "ghost"
             layer_methods = ghost.layer_methods
@@ -175,6 +179,7 @@ def _try_ghost(
     inputs: torch.Tensor,
     targets: torch.Tensor,
     clipping: Clipping,
+    two_pass: bool = False,
 ) -> GhostClipResult | None:
     """Ghost clipping, or None when it does not apply: statically (a layer without a rule) or at
     run time (a layer called with several tensors, a per-layer vmap that fails, a parameter
@@ -183,7 +188,9 @@ def _try_ghost(
     if not ghost_pays_off(model):
         return None
     try:
-        return ghost_clipped_sum(model, loss_fn, inputs, targets, clipping.max_grad_norm)
+        return ghost_clipped_sum(
+            model, loss_fn, inputs, targets, clipping.max_grad_norm, two_pass=two_pass
+        )
     except GhostUnsupportedError as error:
         logger.warning("ghost clipping does not apply (%s); using per-sample gradients", error)
         _ghost_failed.add(model)

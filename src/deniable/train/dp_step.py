@@ -64,6 +64,7 @@ def noisy_gradient(
     noise: NoiseSource,
     physical_batch_units: int | None = None,
     compiled: bool = False,
+    ghost_two_pass: bool = False,
 ) -> tuple[dict[str, torch.Tensor], StepStats]:
     """ĝ for one logical batch. ``units`` gives each example's privacy unit (any integers).
 
@@ -79,6 +80,7 @@ def noisy_gradient(
         clipping=clipping,
         physical_batch_units=physical_batch_units,
         compiled=compiled,
+        ghost_two_pass=ghost_two_pass,
     )
     std = noise_multiplier * clipping.max_grad_norm
     # The noise std is σ·C whatever the sensitivity: the event (step_event) states the

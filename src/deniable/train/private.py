@@ -71,6 +71,7 @@ class PrivateTraining:
         augmentation: Augmentation | None = None,
         augmentation_seed: int = 0,
         compiled: bool = False,
+        ghost_two_pass: bool = False,
     ) -> None:
         self.model = model
         self.optimizer = optimizer
@@ -85,6 +86,7 @@ class PrivateTraining:
         self.physical_batch_units = physical_batch_units
         self.augmentation = augmentation
         self.compiled = compiled
+        self.ghost_two_pass = ghost_two_pass
         self._augment_rng = torch.Generator().manual_seed(augmentation_seed)
         self.tracker = PrivacyTracker(sampler.relation, unit_name)
         self.steps_done = 0
@@ -142,6 +144,7 @@ class PrivateTraining:
             noise=self.noise,
             physical_batch_units=self.physical_batch_units,
             compiled=self.compiled,
+            ghost_two_pass=self.ghost_two_pass,
         )
         if copies > 1:
             stats = replace(stats, loss=stats.loss * copies)
@@ -217,6 +220,7 @@ def make_private(
     allow_unverified_layers: bool = False,
     augmentation: Augmentation | None = None,
     compiled: bool = False,
+    ghost_two_pass: bool = False,
 ) -> PrivateTraining:
     """Build a :class:`PrivateTraining` over in-memory tensors.
 
@@ -228,6 +232,8 @@ def make_private(
     multiplicity: same event, each unit's gradient the mean over its augmented copies.
     ``compiled=True`` runs the per-example gradients and clipping through ``torch.compile``
     (:mod:`deniable.grad.compiled`): the same step, faster on long runs after a compilation.
+    ``ghost_two_pass=True`` makes ghost clipping compute norms during a first backward and the
+    clipped sum in a second: the same sum in about a non-private step's memory, more time.
     """
     units = checked_units(model, inputs, targets, keys, batch_size, allow_unverified_layers)
     count = units.num_units
@@ -257,6 +263,7 @@ def make_private(
         augmentation=augmentation,
         augmentation_seed=sampler_seed + 2,
         compiled=compiled,
+        ghost_two_pass=ghost_two_pass,
     )
 
 

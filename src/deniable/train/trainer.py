@@ -104,6 +104,7 @@ def train_private(
         seed=config.seed,
         augmentation=augmentation(config),
         compiled=config.compile,
+        ghost_two_pass=config.ghost_two_pass,
     )
     total = math.ceil(config.epochs / training.sample_rate)
     per_epoch = training.steps_per_epoch
