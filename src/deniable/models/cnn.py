@@ -113,6 +113,8 @@ class PapernotCNN(nn.Module):
     → act → MaxPool(2, stride 1) → Linear(32) → act → Linear(classes). The strided
     convolutions make it about ten times cheaper than :class:`SmallCNN` on 28×28 images; with
     tanh it reaches 98.1 % on MNIST at ε = 2.93 in the paper. Needs images of at least 16×16.
+    ``group_norm=True`` puts GroupNorm (4 channels per group) after each convolution; ``conv``
+    is the convolution class (e.g. :class:`~deniable.models.standardized.WSConv2d`).
     """
 
     def __init__(
@@ -124,22 +126,27 @@ class PapernotCNN(nn.Module):
         scale: float = 2.0,
         temperature: float = 2.0,
         offset: float = 1.0,
+        conv: type[nn.Conv2d] = nn.Conv2d,
+        group_norm: bool = False,
     ) -> None:
         super().__init__()
         height, width = _image_size(image_size)
         if min(height, width) < 16:
-            raise InvalidParameterError("image_size", image_size, "at least 16×16 for PapernotCNN")
+            raise InvalidParameterError(
+                "image_size", image_size, f"at least 16×16 for {type(self).__name__}"
+            )
 
         def act() -> nn.Module:
             return TemperedSigmoid(scale, temperature, offset)
 
+        def block(conv_layer: nn.Conv2d) -> list[nn.Module]:
+            channels = conv_layer.out_channels
+            norm = [nn.GroupNorm(channels // CHANNELS_PER_GROUP, channels)] if group_norm else []
+            return [conv_layer, *norm, act(), nn.MaxPool2d(2, 1)]
+
         self.features = nn.Sequential(
-            nn.Conv2d(check_count("in_channels", in_channels), 16, 8, stride=2, padding=3),
-            act(),
-            nn.MaxPool2d(2, 1),
-            nn.Conv2d(16, 32, 4, stride=2),
-            act(),
-            nn.MaxPool2d(2, 1),
+            *block(conv(check_count("in_channels", in_channels), 16, 8, stride=2, padding=3)),
+            *block(conv(16, 32, 4, stride=2)),
             nn.Flatten(),
         )
         with torch.no_grad():

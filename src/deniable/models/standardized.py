@@ -26,9 +26,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from deniable.errors import InvalidParameterError, check_count, check_positive
-from deniable.models.activations import TemperedSigmoid
-from deniable.models.cnn import CHANNELS_PER_GROUP, _image_size
+from deniable.errors import InvalidParameterError, check_positive
+from deniable.models.cnn import PapernotCNN
 
 DEFAULT_EPS = 1e-5
 
@@ -83,7 +82,7 @@ class WSConv2d(nn.Conv2d):
         return f"{super().extra_repr()}, eps={self.eps}"
 
 
-class GroupNormPapernotCNN(nn.Module):
+class GroupNormPapernotCNN(PapernotCNN):
     """:class:`~deniable.models.cnn.PapernotCNN` with GroupNorm(4 channels per group) after each
     convolution; ``conv=WSConv2d`` also standardises the convolution weights.
 
@@ -103,32 +102,13 @@ class GroupNormPapernotCNN(nn.Module):
         temperature: float = 2.0,
         offset: float = 1.0,
     ) -> None:
-        super().__init__()
-        height, width = _image_size(image_size)
-        if min(height, width) < 16:
-            raise InvalidParameterError(
-                "image_size", image_size, "at least 16×16 for GroupNormPapernotCNN"
-            )
-
-        def act() -> nn.Module:
-            return TemperedSigmoid(scale, temperature, offset)
-
-        self.features = nn.Sequential(
-            conv(check_count("in_channels", in_channels), 16, 8, stride=2, padding=3),
-            nn.GroupNorm(16 // CHANNELS_PER_GROUP, 16),
-            act(),
-            nn.MaxPool2d(2, 1),
-            conv(16, 32, 4, stride=2),
-            nn.GroupNorm(32 // CHANNELS_PER_GROUP, 32),
-            act(),
-            nn.MaxPool2d(2, 1),
-            nn.Flatten(),
+        super().__init__(
+            in_channels,
+            num_classes,
+            image_size,
+            scale=scale,
+            temperature=temperature,
+            offset=offset,
+            conv=conv,
+            group_norm=True,
         )
-        with torch.no_grad():
-            flat = self.features(torch.zeros(1, in_channels, height, width)).shape[1]
-        self.classifier = nn.Sequential(
-            nn.Linear(flat, 32), act(), nn.Linear(32, check_count("num_classes", num_classes, 2))
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x))
