@@ -40,7 +40,7 @@ from collections.abc import Sequence
 from torch import nn
 
 from deniable.distributed.fedavg import LocalSGDClient
-from deniable.distributed.flower import DPFedAvgStrategy
+from deniable.distributed.flower import DPFedAvgStrategy  # sets FLWR_TELEMETRY_ENABLED=0
 from deniable.distributed.flower_apps import (
     FlowerResult,
     ListedClients,
@@ -51,10 +51,6 @@ from deniable.distributed.flower_apps import (
     wait_for_nodes,
 )
 from deniable.errors import DeniableError, InvalidParameterError, check_count, check_positive
-
-# No network at run time: Flower reports usage to flower.ai unless this is "0" (read when
-# flwr is first imported, here and in the Ray actors, which inherit the environment).
-os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 
 try:
     from flwr.app import Context
