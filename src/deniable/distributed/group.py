@@ -131,6 +131,10 @@ class Group:
         error: BaseException | None,
         trace: TracebackType | None,
     ) -> None:
+        if kind is None and dist.is_initialized():
+            # Leave together: a rank that tears down gloo while a peer still talks to it can
+            # abort in C++ ("terminate called without an active exception", seen under load).
+            dist.barrier()
         self.close()
 
 
