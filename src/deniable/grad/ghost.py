@@ -312,7 +312,8 @@ def _first_pass(
     batch = losses.shape[0]
     calls = [(layer, call) for layer in layers for call in layer.calls]
     edges = [(call, call.output_edge) for _, call in calls if call.output_edge is not None]
-    names = [n for n, p in params.items() if any(p is q for q in _idle_params(layers))]
+    idle = {id(p) for p in _idle_params(layers)}
+    names = [n for n, p in params.items() if id(p) in idle]
     wanted = [e for _, e in edges] + [get_gradient_edge(params[n]) for n in names]
     backs = torch.autograd.grad(losses.sum(), wanted, allow_unused=True) if wanted else ()
     _check_idle(layers, dict(zip(names, backs[len(edges) :], strict=True)), params)
