@@ -22,7 +22,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import multiprocessing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Sized
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any, Literal, TypeVar, cast
 
@@ -59,6 +59,23 @@ def run_shares(
     run = _on_ray if backend == "ray" else _in_processes
     results = run(task, shares, done or (lambda i: None))
     return [results[i] for i in range(len(shares))]
+
+
+def items_done(
+    shares: Sequence[Sized], progress: Callable[[int, int], None] | None
+) -> Callable[[int], None]:
+    """A ``done`` callback for :func:`run_shares` when each share is a list of items: calls
+    ``progress(items finished so far, total items)`` as shares finish."""
+    total = sum(len(share) for share in shares)
+    finished = 0
+
+    def done(index: int) -> None:
+        nonlocal finished
+        finished += len(shares[index])
+        if progress is not None:
+            progress(finished, total)
+
+    return done
 
 
 def _in_processes(

@@ -54,7 +54,7 @@ from deniable.audit.signals import (
 from deniable.config import TrainConfig
 from deniable.data.dataset import ArrayDataset
 from deniable.errors import DeniableError, InvalidParameterError, check_count, check_positive
-from deniable.fleet import Backend, check_backend, run_shares
+from deniable.fleet import Backend, check_backend, items_done, run_shares
 from deniable.models import build_model
 from deniable.train.private import make_private
 
@@ -401,16 +401,8 @@ def _train_in_workers(
     shares = [
         list(map(int, part)) for part in np.array_split(np.arange(count), workers) if part.size
     ]
-    finished = 0
-
-    def done(share: int) -> None:
-        nonlocal finished
-        finished += len(shares[share])
-        if progress is not None:
-            progress(finished, count)
-
     task = partial(_worker_states, population, config, membership, vectorise)
-    results = run_shares(task, shares, backend=backend, done=done)
+    results = run_shares(task, shares, backend=backend, done=items_done(shares, progress))
     return [state for states in results for state in states]
 
 

@@ -8,10 +8,9 @@ therefore private and must never be released.
 
 from __future__ import annotations
 
-import multiprocessing
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -20,6 +19,7 @@ from torch import nn
 
 from deniable.data import ArrayDataset
 from deniable.errors import InvalidParameterError, check_count
+from deniable.fleet import items_done, run_shares
 from deniable.models import build_model
 from deniable.placements.fit import Fit, fit_classifier
 from deniable.placements.pate.partition import teacher_assignment
@@ -113,7 +113,7 @@ def _fit_teacher(
 
 
 def _fit_share(
-    private: ArrayDataset, assignment: NDArray[np.int64], teachers: list[int], fit: Fit
+    private: ArrayDataset, assignment: NDArray[np.int64], teachers: list[int], *, fit: Fit
 ) -> list[dict[str, torch.Tensor]]:
     torch.set_num_threads(1)
     return [_fit_teacher(private, assignment, t, fit).state_dict() for t in teachers]
@@ -130,17 +130,13 @@ def _fit_in_workers(
     """Teachers split into ``workers`` interleaved shares, fitted in spawned processes;
     ``progress`` counts teachers as each share finishes."""
     shares = [list(range(w, count, workers)) for w in range(min(workers, count))]
-    states: dict[int, dict[str, torch.Tensor]] = {}
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=len(shares), mp_context=context) as pool:
-        futures = {
-            pool.submit(_fit_share, private, assignment, share, fit): share for share in shares
-        }
-        for future in as_completed(futures):
-            for teacher, state in zip(futures[future], future.result(), strict=True):
-                states[teacher] = state
-            if progress is not None:
-                progress(len(states), count)
+    task = partial(_fit_share, private, assignment, fit=fit)
+    results = run_shares(task, shares, backend="processes", done=items_done(shares, progress))
+    states = {
+        teacher: state
+        for share, share_states in zip(shares, results, strict=True)
+        for teacher, state in zip(share, share_states, strict=True)
+    }
     models = []
     for teacher in range(count):
         model = build_model(fit.model, private.feature_shape, private.num_classes)
