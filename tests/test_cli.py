@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -315,3 +316,22 @@ def test_defaults_file_gives_every_command_a_config_key(
         path.write_text(text)
         code, _, err = run(["--defaults", str(path), "account"], capsys)
         assert code != 0 and needle in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["audit", "/nonexistent-run"], ["run", "--model", "papernot-cnn", "--epochs", "0.1"]],
+)
+def test_errors_after_a_progress_bar_leave_stdout_empty(args: list[str], tmp_path: Path) -> None:
+    """Outside a terminal the progress bar is off, so a failing command prints nothing on
+    stdout (no blank line) and one line on stderr."""
+    done = subprocess.run(
+        [sys.executable, "-m", "deniable", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("error:")

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from deniable import __version__, accounting
@@ -43,6 +44,20 @@ app = typer.Typer(
     help="Differential privacy for deep learning that you can check.",
 )
 console = Console()
+
+
+def _progress_bar(label: str, *, hidden: bool) -> Progress:
+    """A transient progress bar on stdout, shown only in a terminal: in a pipe or a log it would
+    leave a blank line behind (also before a one-line error)."""
+    return Progress(
+        TextColumn(label),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+        disable=hidden or not console.is_terminal,
+    )
 
 
 def _register_subcommands() -> None:
@@ -410,7 +425,6 @@ def _train_and_report_untracked(
     quiet: bool,
     tracker: Tracker | None,
 ) -> None:
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from deniable.pipeline import run as run_pipeline
     from deniable.tracking import StepLogger, track_run
@@ -420,10 +434,7 @@ def _train_and_report_untracked(
 
     on_step = StepLogger(tracker, every=10) if tracker is not None else None
 
-    columns = (TextColumn("DP-SGD"), BarColumn(), TextColumn("{task.completed}/{task.total}"))
-    bar = Progress(
-        *columns, TimeRemainingColumn(), console=console, transient=True, disable=as_json or quiet
-    )
+    bar = _progress_bar("DP-SGD", hidden=as_json or quiet)
     with bar:
         task = bar.add_task("train", total=None)
 
@@ -667,13 +678,7 @@ def audit_cmd(
         assert run_dir is not None
         if canaries is not None:
             raise DeniableError("--canaries goes with --config; a run is audited as configured")
-        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-        count = TextColumn("{task.completed}/{task.total}")
-        columns = (TextColumn("audit (training, shadows)"), BarColumn(), count)
-        bar = Progress(
-            *columns, TimeRemainingColumn(), console=console, transient=True, disable=as_json
-        )
+        bar = _progress_bar("audit (training, shadows)", hidden=as_json)
         with bar:
             task = bar.add_task("shadows", total=None)
             result = audit_run(
