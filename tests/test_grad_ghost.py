@@ -356,6 +356,33 @@ def test_parameters_used_outside_their_layer_are_refused() -> None:
             ghost_clipped_sum(Direct().double(), ce_sum, _x(4), _y(), 1.0, two_pass=two_pass)
 
 
+def test_two_pass_leaves_unused_layers_grad_alone() -> None:
+    """The first backward of two-pass mode differentiates a never-called layer's parameters
+    through their ``.grad`` (to check they get none) and must restore what was there."""
+
+    class Spare(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.used = nn.Linear(4, 3)
+            self.spare = nn.Linear(4, 3)
+
+        def forward(self, x: Tensor) -> Tensor:
+            return self.used(x)
+
+    torch.manual_seed(5)
+    model = Spare().double()
+    sentinel = torch.full_like(model.spare.weight, 7.0)
+    model.spare.weight.grad = sentinel
+    x, y = _x(4), _y()
+    got = ghost_clipped_sum(model, ce_sum, x, y, 0.5, two_pass=True)
+    grads, _ = per_sample_gradients(model, ce_sum, x, y)
+    want = clip_and_sum(grads, 0.5)
+    for name in want.summed:
+        torch.testing.assert_close(got.summed[name], want.summed[name])
+    assert model.spare.weight.grad is sentinel and model.spare.bias.grad is None
+    assert model.used.weight.grad is None
+
+
 def test_in_place_change_of_a_layer_output_is_fine() -> None:
     """Output gradients are taken at the layer's own autograd edge, so a later in-place op
     (ReLU(inplace=True)) does not change them: same norms as the out-of-place model."""

@@ -148,14 +148,10 @@ def _two_pass(
 ) -> GhostClipResult:
     layers, losses, params = _forward(model, loss_fn, inputs, targets, lean=True)
     names = list(params)
-    firsts = torch.autograd.grad(
-        losses.sum(), [params[n] for n in names], retain_graph=True, allow_unused=True
-    )
+    _norm_backward(layers, losses, params)
     for layer in layers:  # the second backward must not run them again
         for hook in layer.hooks:
             hook.remove()
-    _check_idle(layers, dict(zip(names, firsts, strict=True)), params)
-    del firsts
     sq = losses.new_zeros(losses.shape[0]).detach()
     methods: dict[str, str] = {}
     for layer in layers:
@@ -175,6 +171,33 @@ def _two_pass(
     }
     fraction = float((norms > max_norm).float().mean())
     return GhostClipResult(summed, norms, fraction, max_norm, False, losses.detach(), methods)
+
+
+def _norm_backward(layers: list[_Layer], losses: Tensor, params: dict[str, Tensor]) -> None:
+    """Two-pass mode's first backward: only as far as each layer's output, so the output hooks
+    compute the norms, and no parameter gradient is formed (the engine skips the weight-gradient
+    products; that is a third of a backward pass). ``torch.autograd.backward`` with gradient
+    edges as ``inputs`` keeps none of the gradients it reaches, unlike ``autograd.grad``, which
+    would hold every layer's output gradient until the end (book-keeping's memory).
+
+    Parameters of layers the forward never called are differentiated too, for
+    :func:`_check_idle`: through their ``.grad``, which is restored afterwards."""
+    edges = [c.output_edge for layer in layers for c in layer.calls if c.output_edge is not None]
+    idle = _idle_params(layers)
+    if not edges and not idle:
+        return
+    saved = [p.grad for p in idle]
+    for p in idle:
+        p.grad = None
+    try:
+        torch.autograd.backward(
+            losses.sum(), inputs=edges + [get_gradient_edge(p) for p in idle], retain_graph=True
+        )
+        grads = {id(p): p.grad for p in idle}
+    finally:
+        for p, old in zip(idle, saved, strict=True):
+            p.grad = old
+    _check_idle(layers, {n: grads.get(id(p)) for n, p in params.items()}, params)
 
 
 def _methods(parts: dict[str, ParamNorm]) -> dict[str, str]:
