@@ -4,10 +4,13 @@ One forward and one backward pass (Li, Tramèr, Liang & Hashimoto 2022; Bu, Wang
 2023, "Differentially Private Optimization on Large Model at Small Cost", book-keeping):
 
 1. Forward the whole batch with hooks that keep each trainable layer's input ``a`` and output,
-   take per-example losses ℓ_i, and differentiate Σ_i ℓ_i with respect to the layer outputs only
-   (no parameter gradients) to get ``b``. Each layer's rule in :mod:`deniable.grad.ghost_rules`
-   turns (a, b) into ‖∇_layer ℓ_i‖²; their sum is ‖g_i‖².
-2. With w_i = min(1, C/‖g_i‖), each rule forms Σ_i w_i ∇_layer ℓ_i from the same a and b (for a
+   take per-example losses ℓ_i, and differentiate Σ_i ℓ_i only as far as the layer outputs (no
+   parameter gradients), which gives each layer's output gradient ``b``. A hook runs the layer's
+   rule in :mod:`deniable.grad.ghost_rules` as soon as its ``b`` arrives: (a, b) → ‖∇_layer ℓ_i‖²
+   (their sum over layers is ‖g_i‖²) and what the layer's weighted sum will need, and the rest
+   is released during the backward (a LayerNorm or a bias keeps only its (B, d) per-example
+   gradients; a Linear layer keeps a and b).
+2. With w_i = min(1, C/‖g_i‖), each rule forms Σ_i w_i ∇_layer ℓ_i from what it kept (for a
    Linear layer (w ⊙ B)ᵀA, the product a normal backward pass computes with w = 1): the
    flat-clipped sum, same as :func:`~deniable.grad.clip.clip_and_sum`, add/remove-one L2
    sensitivity C, without a second pass through the network.
@@ -79,7 +82,7 @@ class _Call:
     output_shape: torch.Size
     output_like: Tensor  # an empty tensor of the output's dtype/device, for zero gradients
     input_version: int
-    output_grad: Tensor | None = None  # two-pass mode: set by a hook during the first backward
+    output_grad: Tensor | None = None  # set by a hook during the first backward
 
 
 @dataclass
@@ -87,9 +90,10 @@ class _Layer:
     path: str
     module: nn.Module
     rule: GhostRule
+    keep_sums: bool  # book-keeping: the parts keep what their weighted sums need
     calls: list[_Call] = field(default_factory=list)
-    norms: dict[str, tuple[Tensor, str]] | None = None  # two-pass mode: computed in the backward
-    hooks: list[Any] = field(default_factory=list)  # two-pass mode: the output-gradient hooks
+    parts: dict[str, ParamNorm] | None = None  # set once every call has its output gradient
+    hooks: list[Any] = field(default_factory=list)  # the output-gradient hooks
 
 
 def check_ghost_supported(model: nn.Module) -> None:
@@ -103,8 +107,9 @@ def ghost_norms(model: nn.Module, loss_fn: LossFn, inputs: Tensor, targets: Tens
     ``loss_fn(outputs, targets)`` is applied to each example as a batch of one (vmapped over the
     batch's outputs) and must return a scalar: ``reduction="sum"`` or ``"mean"``.
     """
-    norms, losses, parts, _ = _first_pass(model, loss_fn, inputs, targets)
-    return GhostNorms(norms, losses.detach(), _methods(parts))
+    layers, losses, _ = _norm_pass(model, loss_fn, inputs, targets, keep_sums=False)
+    norms, methods = _total_norms(layers, losses)
+    return GhostNorms(norms, losses.detach(), methods)
 
 
 def ghost_clipped_sum(
@@ -122,63 +127,89 @@ def ghost_clipped_sum(
     ``sensitivity`` is C for add/remove-one neighbours. Does not touch ``param.grad``.
 
     ``two_pass=True`` trades time for memory (Li et al. 2022's original ghost clipping): each
-    layer's norms are computed by a hook as soon as the backward reaches it and its output
-    gradients are dropped, then a second backward of Σ_i w_i ℓ_i gives the sum. Peak memory is
-    then about a non-private step's; book-keeping (the default) also holds every layer's output
-    gradients until the norms are known, which costs ~1.7× on a transformer (RESULTS.md).
+    layer's output gradients are dropped once its norms are computed, then a second backward of
+    Σ_i w_i ℓ_i gives the sum. Peak memory is then about a non-private step's; book-keeping (the
+    default) also holds the Linear and conv layers' output gradients until every norm is known,
+    which costs ~1.5× on a transformer (RESULTS.md).
     """
     max_norm = check_positive("max_norm", max_norm)
+    layers, losses, params = _norm_pass(
+        model, loss_fn, inputs, targets, keep_sums=not two_pass
+    )
+    norms, methods = _total_norms(layers, losses)
+    weights = clip_factors(norms, max_norm)
     if two_pass:
-        return _two_pass(model, loss_fn, inputs, targets, max_norm)
-    norms, losses, parts, params = _first_pass(model, loss_fn, inputs, targets)
-    weights = clip_factors(norms.detach(), max_norm)
-    with torch.no_grad():
+        names = list(params)
+        grads = torch.autograd.grad(
+            (weights.to(losses.dtype) * losses).sum(),
+            [params[n] for n in names],
+            allow_unused=True,
+        )
         summed = {
-            n: parts[n].weighted_sum(weights).to(p.dtype) if n in parts else torch.zeros_like(p)
-            for n, p in params.items()
+            n: torch.zeros_like(params[n]) if g is None else g
+            for n, g in zip(names, grads, strict=True)
         }
-    fraction = float((norms > max_norm).float().mean())
-    return GhostClipResult(
-        summed, norms.detach(), fraction, max_norm, False, losses.detach(), _methods(parts)
-    )
-
-
-def _two_pass(
-    model: nn.Module, loss_fn: LossFn, inputs: Tensor, targets: Tensor, max_norm: float
-) -> GhostClipResult:
-    layers, losses, params = _forward(model, loss_fn, inputs, targets, lean=True)
-    names = list(params)
-    _norm_backward(layers, losses, params)
-    for layer in layers:  # the second backward must not run them again
-        for hook in layer.hooks:
-            hook.remove()
-    sq = losses.new_zeros(losses.shape[0]).detach()
-    methods: dict[str, str] = {}
-    for layer in layers:
-        if layer.calls and layer.norms is None:  # not finished in the backward: do it now
-            _finish(layer)
-        for name, (part_sq, method) in (layer.norms or {}).items():
-            sq = sq + part_sq.to(sq.dtype)
-            methods[f"{layer.path}.{name}" if layer.path else name] = method
-    norms = sq.sqrt()
-    weights = clip_factors(norms, max_norm).to(losses.dtype)
-    grads = torch.autograd.grad(
-        (weights * losses).sum(), [params[n] for n in names], allow_unused=True
-    )
-    summed = {
-        n: torch.zeros_like(params[n]) if g is None else g
-        for n, g in zip(names, grads, strict=True)
-    }
+    else:
+        parts = {
+            _full_name(layer, name): part
+            for layer in layers
+            for name, part in (layer.parts or {}).items()
+        }
+        with torch.no_grad():
+            summed = {
+                n: parts[n].weighted_sum(weights).to(p.dtype)
+                if n in parts
+                else torch.zeros_like(p)
+                for n, p in params.items()
+            }
     fraction = float((norms > max_norm).float().mean())
     return GhostClipResult(summed, norms, fraction, max_norm, False, losses.detach(), methods)
 
 
-def _norm_backward(layers: list[_Layer], losses: Tensor, params: dict[str, Tensor]) -> None:
-    """Two-pass mode's first backward: only as far as each layer's output, so the output hooks
-    compute the norms, and no parameter gradient is formed (the engine skips the weight-gradient
-    products; that is a third of a backward pass). ``torch.autograd.backward`` with gradient
-    edges as ``inputs`` keeps none of the gradients it reaches, unlike ``autograd.grad``, which
-    would hold every layer's output gradient until the end (book-keeping's memory).
+def _norm_pass(
+    model: nn.Module, loss_fn: LossFn, inputs: Tensor, targets: Tensor, *, keep_sums: bool
+) -> tuple[list[_Layer], Tensor, dict[str, Tensor]]:
+    """The hooked forward and the first backward: every called layer ends with its ``parts``
+    (norms, and with ``keep_sums`` the weighted sums; else the graph is kept for a second
+    backward)."""
+    layers, losses, params = _forward(model, loss_fn, inputs, targets, keep_sums=keep_sums)
+    try:
+        _norm_backward(layers, losses, params, retain_graph=not keep_sums)
+    finally:
+        for layer in layers:  # a second backward must not run them again
+            for hook in layer.hooks:
+                hook.remove()
+    for layer in layers:
+        if layer.calls and layer.parts is None:  # not finished in the backward: do it now
+            _finish(layer)
+    return layers, losses, params
+
+
+def _total_norms(layers: list[_Layer], losses: Tensor) -> tuple[Tensor, dict[str, str]]:
+    """‖g_i‖ over all layers' parts, and how each part was computed."""
+    sq = losses.new_zeros(losses.shape[0]).detach()
+    methods: dict[str, str] = {}
+    for layer in layers:
+        for name, part in (layer.parts or {}).items():
+            sq = sq + part.sq_norm.to(sq.dtype)
+            methods[_full_name(layer, name)] = part.method
+    logger.debug("ghost norms: %s", methods)
+    return sq.sqrt(), methods
+
+
+def _full_name(layer: _Layer, name: str) -> str:
+    return f"{layer.path}.{name}" if layer.path else name
+
+
+def _norm_backward(
+    layers: list[_Layer], losses: Tensor, params: dict[str, Tensor], *, retain_graph: bool
+) -> None:
+    """The first backward, only as far as each layer's output, so the output hooks compute the
+    norms, and no parameter gradient is formed (the engine skips the weight-gradient products).
+    ``torch.autograd.backward`` with gradient edges as ``inputs`` keeps none of the gradients it
+    reaches, unlike ``autograd.grad``, which would hold every layer's output gradient until the
+    end: each layer's are released as soon as its rule has run (kept only where book-keeping's
+    weighted sum needs them).
 
     Parameters of layers the forward never called are differentiated too, for
     :func:`_check_idle`: through their ``.grad``, which is restored afterwards."""
@@ -191,7 +222,9 @@ def _norm_backward(layers: list[_Layer], losses: Tensor, params: dict[str, Tenso
         p.grad = None
     try:
         torch.autograd.backward(
-            losses.sum(), inputs=edges + [get_gradient_edge(p) for p in idle], retain_graph=True
+            losses.sum(),
+            inputs=edges + [get_gradient_edge(p) for p in idle],
+            retain_graph=retain_graph,
         )
         grads = {id(p): p.grad for p in idle}
     finally:
@@ -200,11 +233,7 @@ def _norm_backward(layers: list[_Layer], losses: Tensor, params: dict[str, Tenso
     _check_idle(layers, {n: grads.get(id(p)) for n, p in params.items()}, params)
 
 
-def _methods(parts: dict[str, ParamNorm]) -> dict[str, str]:
-    return {name: part.method for name, part in parts.items()}
-
-
-def _ghost_layers(model: nn.Module) -> list[_Layer]:
+def _ghost_layers(model: nn.Module, keep_sums: bool = True) -> list[_Layer]:
     layers, problems = [], []
     owner: dict[int, str] = {}
     for path, module in model.named_modules():
@@ -221,7 +250,7 @@ def _ghost_layers(model: nn.Module) -> list[_Layer]:
         if rule is None:
             problems.append(f"{label}: {reason}")
         else:
-            layers.append(_Layer(path, module, rule))
+            layers.append(_Layer(path, module, rule, keep_sums))
     if problems:
         raise GhostUnsupportedError(
             "ghost clipping cannot handle "
@@ -232,12 +261,7 @@ def _ghost_layers(model: nn.Module) -> list[_Layer]:
 
 
 def _capture(
-    layer: _Layer,
-    lean: bool,
-    module: nn.Module,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    output: Any,
+    layer: _Layer, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any
 ) -> None:
     x = args[0] if args else kwargs.get("input")
     if not isinstance(x, Tensor) or not isinstance(output, Tensor):
@@ -251,12 +275,11 @@ def _capture(
         x.detach(), get_gradient_edge(output), output.shape, output.new_empty(0), x._version
     )
     layer.calls.append(call)
-    if lean:
-        layer.hooks.append(output.register_hook(partial(_on_output_grad, layer, call)))
+    layer.hooks.append(output.register_hook(partial(_on_output_grad, layer, call)))
 
 
 def _on_output_grad(layer: _Layer, call: _Call, grad: Tensor) -> None:
-    """Two-pass mode: keep the gradient until the layer's last call has one, then its norms."""
+    """Keep the gradient until the layer's last call has one, then run the layer's rule."""
     call.output_grad = grad.detach()
     if layer.rule is layer_vmap_rule:
         return  # torch.func inside the autograd engine: left for after the backward
@@ -265,24 +288,32 @@ def _on_output_grad(layer: _Layer, call: _Call, grad: Tensor) -> None:
 
 
 def _finish(layer: _Layer) -> None:
-    """Two-pass mode: the layer's per-example squared norms; its tensors are released."""
+    """The layer's parts from its calls' inputs and output gradients (zero where none came);
+    then our references to both are dropped: only what the parts' weighted sums use is kept
+    (book-keeping), or nothing but the norms (``keep_sums=False``)."""
     bs = [
         c.output_like.new_zeros(c.output_shape) if c.output_grad is None else c.output_grad
         for c in layer.calls
     ]
     with torch.no_grad():
         parts = layer.rule(layer.module, [c.inputs for c in layer.calls], bs)
-    layer.norms = {name: (part.sq_norm.detach(), part.method) for name, part in parts.items()}
+    if not layer.keep_sums:
+        parts = {n: ParamNorm(p.sq_norm.detach(), p.method, _dropped) for n, p in parts.items()}
+    layer.parts = parts
     for call in layer.calls:
         call.output_grad = None
-        call.inputs = call.output_like  # the autograd graph keeps what the second pass needs
+        call.inputs = call.output_like
+
+
+def _dropped(weights: Tensor) -> Tensor:
+    raise AssertionError("two-pass mode keeps norms only; the sum comes from a second backward")
 
 
 def _forward(
-    model: nn.Module, loss_fn: LossFn, inputs: Tensor, targets: Tensor, *, lean: bool
+    model: nn.Module, loss_fn: LossFn, inputs: Tensor, targets: Tensor, *, keep_sums: bool
 ) -> tuple[list[_Layer], Tensor, dict[str, Tensor]]:
     """The hooked forward pass: layers with their calls, per-example losses, trainable params."""
-    layers = _ghost_layers(model)
+    layers = _ghost_layers(model, keep_sums)
     batch = inputs.shape[0] if inputs.dim() > 0 else 0
     if batch == 0 or targets.dim() == 0 or targets.shape[0] != batch:
         raise DeniableError(
@@ -291,7 +322,7 @@ def _forward(
         )
     params: dict[str, Tensor] = {n: p for n, p in model.named_parameters() if p.requires_grad}
     handles = [
-        layer.module.register_forward_hook(partial(_capture, layer, lean), with_kwargs=True)
+        layer.module.register_forward_hook(partial(_capture, layer), with_kwargs=True)
         for layer in layers
     ]
     try:
@@ -326,42 +357,6 @@ def _check_idle(
                     "parameters get gradient (used outside its forward); use per-sample "
                     "gradients (vmap) for this model"
                 )
-
-
-def _first_pass(
-    model: nn.Module, loss_fn: LossFn, inputs: Tensor, targets: Tensor
-) -> tuple[Tensor, Tensor, dict[str, ParamNorm], dict[str, Tensor]]:
-    layers, losses, params = _forward(model, loss_fn, inputs, targets, lean=False)
-    batch = losses.shape[0]
-    calls = [(layer, call) for layer in layers for call in layer.calls]
-    edges = [(call, call.output_edge) for _, call in calls if call.output_edge is not None]
-    idle = {id(p) for p in _idle_params(layers)}
-    names = [n for n, p in params.items() if id(p) in idle]
-    wanted = [e for _, e in edges] + [get_gradient_edge(params[n]) for n in names]
-    backs = torch.autograd.grad(losses.sum(), wanted, allow_unused=True) if wanted else ()
-    _check_idle(layers, dict(zip(names, backs[len(edges) :], strict=True)), params)
-    grads_of = {
-        id(call): g.detach()
-        for (call, _), g in zip(edges, backs[: len(edges)], strict=True)
-        if g is not None
-    }
-    for _, call in calls:  # no path from the output to the loss: zero gradient
-        if id(call) not in grads_of:
-            grads_of[id(call)] = call.output_like.new_zeros(call.output_shape)
-    sq = losses.new_zeros(batch).detach()
-    parts: dict[str, ParamNorm] = {}
-    for layer in layers:
-        if not layer.calls:
-            continue  # never called: its gradient is zero (checked above)
-        acts = [c.inputs for c in layer.calls]
-        bs = [grads_of[id(c)] for c in layer.calls]
-        with torch.no_grad():
-            rule_parts = layer.rule(layer.module, acts, bs)
-        for name, part in rule_parts.items():
-            sq = sq + part.sq_norm.to(sq.dtype)
-            parts[f"{layer.path}.{name}" if layer.path else name] = part
-    logger.debug("ghost norms: %s", _methods(parts))
-    return sq.sqrt(), losses, parts, params
 
 
 def _own(module: nn.Module) -> list[Tensor]:
