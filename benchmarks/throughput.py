@@ -12,7 +12,9 @@ subprocess so its peak RSS (ru_maxrss) is its own. Modes:
 - ``opacus_hooks`` / ``opacus_ghost``: Opacus 1.6's GradSampleModule (hooks) and ghost clipping
   (bench-only dependency).
 
-Prints one JSON object with examples/s, peak RSS and the ratios (deniable / nonprivate,
+Prints one JSON object with examples/s, peak RSS, peak live tensor memory (from the profiler's
+allocation events in one extra, untimed step: the step's own need, apart from the C allocator's
+fragmentation, which RSS includes) and the ratios (deniable / nonprivate,
 deniable / opacus). Models: ``mnist-cnn`` (the Papernot et al. CNN on 28×28), ``transformer``
 (2-layer encoder, d=64, 4 heads, seq 32, vocabulary 1000, mean-pooled classifier),
 ``transformer-6x256`` (issue #11's: 6-layer encoder, d=256, 8 heads, feed-forward 1024, seq 128)
@@ -38,9 +40,11 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 import torch
 from torch import nn
+from torch.profiler import ProfilerActivity, profile
 
 MODES = (
     "nonprivate",
@@ -125,7 +129,24 @@ def run_one(name: str, mode: str, batch: int, steps: int) -> dict[str, float | s
         "mode": mode,
         "examples_per_s": batch * steps / seconds,
         "peak_rss_mb": peak_mb,
+        "peak_live_mb": peak_live_mb(step, [*model.parameters(), *model.buffers(), x, y]),
     }
+
+
+def peak_live_mb(step: Callable[[], None], resident: list[torch.Tensor]) -> float:
+    """Peak bytes of live tensors in one (untimed) step: the ``resident`` ones (model, batch)
+    plus the peak of the step's own allocations, from the profiler's allocation events; the CPU
+    analogue of ``torch.cuda.max_memory_allocated``, apart from how the C allocator keeps freed
+    memory (peak RSS counts both, and glibc's fragmentation differs between modes)."""
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        step()
+    events = prof.profiler.kineto_results.events()  # type: ignore[union-attr]
+    changes = sorted((e.start_ns(), e.nbytes()) for e in events if e.name() == "[memory]")
+    live = peak = 0
+    for _, change in changes:
+        live += change
+        peak = max(peak, live)
+    return (peak + sum(t.numel() * t.element_size() for t in resident)) / 2**20
 
 
 def _step_function(model, x, y, loss_fn, mode, batch):  # type: ignore[no-untyped-def]
@@ -256,6 +277,9 @@ def main() -> None:
                 )
                 ratios[f"{name}: deniable/{other} memory"] = (
                     ours["peak_rss_mb"] / by_mode[other]["peak_rss_mb"]
+                )
+                ratios[f"{name}: deniable/{other} live memory"] = (
+                    ours["peak_live_mb"] / by_mode[other]["peak_live_mb"]
                 )
     print(
         json.dumps(
