@@ -310,3 +310,67 @@ def test_two_pass_ghost_step_equals_the_book_keeping_step() -> None:
         ghost_two_pass=True,
     )
     assert training.ghost_two_pass
+
+
+def test_book_keeping_out_of_memory_continues_in_two_passes(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An allocation failure in book-keeping ghost clipping retries the batch in two passes
+    (same released gradient) and keeps the model there; other errors are not swallowed."""
+    import deniable.train.clipped_sum as clipped_sum
+
+    real = clipped_sum.ghost_clipped_sum
+    calls: list[bool] = []
+
+    def tight(*args: object, two_pass: bool = False, **kwargs: object) -> object:
+        calls.append(two_pass)
+        if not two_pass:
+            raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to ...")
+        return real(*args, two_pass=two_pass, **kwargs)  # type: ignore[arg-type]
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.LayerNorm(8), nn.Linear(8, 3)).double()
+    x, y = torch.randn(12, 6, dtype=torch.float64), torch.randint(0, 3, (12,))
+
+    def step(seed: int) -> tuple[dict[str, torch.Tensor], str]:
+        grads, stats_ = noisy_gradient(
+            model,
+            nn.functional.cross_entropy,
+            x,
+            y,
+            torch.arange(12),
+            clipping=Clipping(0.5),
+            noise_multiplier=1.0,
+            expected_batch_units=12.0,
+            noise=NoiseSource(seed),
+        )
+        return grads, stats_.method
+
+    want, _ = step(3)  # book-keeping, enough memory
+    monkeypatch.setattr(clipped_sum, "ghost_clipped_sum", tight)
+    with caplog.at_level("WARNING", logger="deniable.train.clipped_sum"):
+        got, method = step(3)
+        step(4)
+    assert method == "ghost" and calls == [False, True, True]
+    assert sum("ran out of memory" in r.getMessage() for r in caplog.records) == 1
+    for name in want:
+        torch.testing.assert_close(got[name], want[name], msg=name)
+
+    other = nn.Sequential(nn.Linear(6, 3)).double()
+
+    def broken(*args: object, **kwargs: object) -> object:
+        raise RuntimeError("shape mismatch")
+
+    monkeypatch.setattr(clipped_sum, "ghost_clipped_sum", broken)
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        noisy_gradient(
+            other,
+            nn.functional.cross_entropy,
+            x,
+            y,
+            torch.arange(12),
+            clipping=Clipping(0.5),
+            noise_multiplier=1.0,
+            expected_batch_units=12.0,
+            noise=NoiseSource(0),
+        )

@@ -185,9 +185,14 @@ def _try_ghost(
     """Ghost clipping, or None when it does not apply: statically (a layer without a rule) or at
     run time (a layer called with several tensors, a per-layer vmap that fails, a parameter
     used outside its layer). The run-time failure is logged once per model; whole-model vmap
-    then computes the same sum."""
+    then computes the same sum.
+
+    Book-keeping that runs out of memory (it holds the layers' output gradients until every
+    norm is known) is retried in two passes, and this model stays in two-pass mode from then
+    on (logged once): the same clipped sum in about a non-private step's memory."""
     if not ghost_pays_off(model):
         return None
+    two_pass = two_pass or model in _two_pass_after_oom
     try:
         return ghost_clipped_sum(
             model, loss_fn, inputs, targets, clipping.max_grad_norm, two_pass=two_pass
@@ -196,6 +201,24 @@ def _try_ghost(
         logger.warning("ghost clipping does not apply (%s); using per-sample gradients", error)
         _ghost_failed.add(model)
         return None
+    except RuntimeError as error:
+        if two_pass or not is_out_of_memory(error):
+            raise
+    logger.warning(
+        "book-keeping ghost clipping ran out of memory on a batch of %d; continuing in two "
+        "passes (ghost_two_pass) for this model",
+        inputs.shape[0],
+    )
+    _two_pass_after_oom.add(model)
+    return _try_ghost(model, loss_fn, inputs, targets, clipping, two_pass=True)
+
+
+_two_pass_after_oom: weakref.WeakSet[nn.Module] = weakref.WeakSet()
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """A device's out-of-memory error, or the CPU allocator's (a plain RuntimeError)."""
+    return isinstance(error, torch.OutOfMemoryError) or "can't allocate memory" in str(error)
 
 
 _not_compilable: weakref.WeakSet[nn.Module] = weakref.WeakSet()
