@@ -18,6 +18,7 @@ from deniable.grad import (
     per_sample_gradients,
     per_sample_norms,
 )
+from deniable.grad.ghost_rules import kept_or_recomputed
 
 BATCH = 6
 
@@ -111,6 +112,17 @@ def _case(name: str) -> Case:
             nn.Linear(8, 3),
         )
         x = _x(2, 11, 11)  # → 6×6 → 6×6 → 2×2
+    elif name == "conv2d_wide":  # explicit kept, explicit recomputed (|W| > a + b), gram
+        model = nn.Sequential(
+            nn.Conv2d(3, 8, 1),
+            nn.Tanh(),
+            nn.Conv2d(8, 16, 3),
+            nn.Tanh(),
+            nn.Conv2d(16, 16, 3),
+            nn.Flatten(),
+            nn.Linear(64, 3),
+        )
+        x = _x(3, 6, 6)  # → 6×6 → 4×4 → 2×2
     elif name == "conv1d":
         model = nn.Sequential(
             nn.Conv1d(3, 4, 3, stride=2, padding=2, padding_mode="circular"),
@@ -148,6 +160,7 @@ NORM_CASES = [
     "rmsnorm",
     "groupnorm",
     "conv2d",
+    "conv2d_wide",
     "conv1d",
     "mlp",
     "twice",
@@ -172,6 +185,9 @@ def test_ghost_norms_equal_vmap_norms(name: str) -> None:
         ("linear_seq_explicit", "bias", "explicit"),
         ("embedding_gram", "0.weight", "gram"),
         ("embedding_explicit", "0.weight", "explicit"),
+        ("conv2d_wide", "0.weight", "explicit"),
+        ("conv2d_wide", "2.weight", "explicit"),
+        ("conv2d_wide", "4.weight", "gram"),
     ],
 )
 def test_cost_based_choice_is_exposed(name: str, param: str, method: str) -> None:
@@ -181,7 +197,17 @@ def test_cost_based_choice_is_exposed(name: str, param: str, method: str) -> Non
 
 @pytest.mark.parametrize("two_pass", [False, True], ids=["book-keeping", "two-pass"])
 @pytest.mark.parametrize(
-    "name", ["mlp", "conv2d", "conv1d", "embedding_gram", "linear_seq_gram", "twice", "groupnorm"]
+    "name",
+    [
+        "mlp",
+        "conv2d",
+        "conv2d_wide",
+        "conv1d",
+        "embedding_gram",
+        "linear_seq_gram",
+        "twice",
+        "groupnorm",
+    ],
 )
 def test_ghost_clipped_sum_equals_clip_and_sum_of_vmap_grads(name: str, two_pass: bool) -> None:
     model, x, y, loss = _case(name)
@@ -354,6 +380,31 @@ def test_parameters_used_outside_their_layer_are_refused() -> None:
     for two_pass in (False, True):
         with pytest.raises(GhostUnsupportedError, match=r"`proj` \(Linear\) is never called"):
             ghost_clipped_sum(Direct().double(), ce_sum, _x(4), _y(), 1.0, two_pass=two_pass)
+
+
+def test_explicit_gradients_are_formed_in_slices_no_larger_than_what_is_kept() -> None:
+    """Per-example gradients bigger than the layer's a and b are formed a few rows at a time
+    for the norms and dropped; the weighted sum is then the given recomputation."""
+    torch.manual_seed(6)
+    per = torch.randn(7, 5, 4)
+    sizes: list[int] = []
+
+    def per_example(rows: slice) -> Tensor:
+        sizes.append(per[rows].shape[0])
+        return per[rows]
+
+    def recompute(w: Tensor) -> Tensor:
+        return torch.tensordot(w, per, 1) + 100  # told apart from the kept contraction
+
+    w = torch.rand(7)
+    tight = kept_or_recomputed(per_example, 7, 20, 45, recompute)  # 2 rows of 20 fit in 45
+    assert sizes == [2, 2, 2, 1]
+    torch.testing.assert_close(tight.sq_norm, per.flatten(1).pow(2).sum(1))
+    torch.testing.assert_close(tight.weighted_sum(w), torch.tensordot(w, per, 1) + 100)
+    sizes.clear()
+    roomy = kept_or_recomputed(per_example, 7, 20, 140, recompute)  # all 7 rows fit: kept
+    assert sizes == [7]
+    torch.testing.assert_close(roomy.weighted_sum(w), torch.tensordot(w, per, 1))
 
 
 def test_two_pass_leaves_unused_layers_grad_alone() -> None:

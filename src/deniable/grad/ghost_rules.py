@@ -136,6 +136,31 @@ def explicit(per_example: Tensor, method: str = "explicit") -> ParamNorm:
     return ParamNorm(sq, method, lambda w: torch.tensordot(w.to(per_example.dtype), per_example, 1))
 
 
+def kept_or_recomputed(
+    per_example: Callable[[slice], Tensor],
+    batch: int,
+    param_numel: int,
+    kept_numel: int,
+    weighted_sum: WeightedSum,
+) -> ParamNorm:
+    """Norms from per-example gradients (B, *shape), formed by ``per_example(rows)`` for slices
+    of rows so that no more than ``kept_numel`` values (the size of the layer's a and b, which
+    the rule keeps anyway) exist at once. If all B fit in that size they are kept for the
+    weighted sum (then a cheap contraction); else they are dropped and ``weighted_sum``
+    recomputes the sum from a and b in one pass over the batch (what a non-private backward
+    computes, with w = 1)."""
+    rows = max(1, kept_numel // max(1, param_numel))
+    if rows >= batch:
+        return explicit(per_example(slice(0, batch)))
+    sq = torch.cat(
+        [
+            per_example(slice(start, start + rows)).flatten(1).pow(2).sum(1)
+            for start in range(0, batch, rows)
+        ]
+    )
+    return ParamNorm(sq, "explicit", weighted_sum)
+
+
 def grouped_linear_norm(a: Tensor, b: Tensor) -> ParamNorm:
     """Σ_t b_t a_tᵀ per example and group, for a (B, G, T, d_in) and b (B, G, T, d_out).
 
@@ -157,8 +182,9 @@ def grouped_linear_norm(a: Tensor, b: Tensor) -> ParamNorm:
             return torch.bmm(rows_b.transpose(1, 2), rows_a)
 
         return ParamNorm(sq, "gram", weighted)
-    grads = torch.matmul(b.transpose(2, 3), a)  # (B, G, d_out, d_in)
-    return explicit(grads)
+    # T² > d_in·d_out implies T·(d_in + d_out) > d_in·d_out: the per-example gradients are
+    # smaller than a and b, so they are kept for the sum.
+    return explicit(torch.matmul(b.transpose(2, 3), a))  # (B, G, d_out, d_in)
 
 
 def linear_weight_norm(a: Tensor, b: Tensor) -> ParamNorm:
@@ -263,9 +289,12 @@ def _conv_patches(module: nn.Conv1d | nn.Conv2d, x: Tensor) -> Tensor:
     return cols.view(batch, module.groups, -1, steps).transpose(2, 3)
 
 
-def _conv_weight_grads(module: nn.Conv1d | nn.Conv2d, x: Tensor, g: Tensor) -> Tensor:
-    """Per-example weight gradients (B, *weight.shape) by vmap of the conv's own weight backward
-    (no unfolding: measured 2–3× faster than unfold + bmm on this CPU)."""
+def _conv_weight_grad(
+    module: nn.Conv1d | nn.Conv2d, x: Tensor, g: Tensor, per_example: bool = False
+) -> Tensor:
+    """The weight gradient from the conv's own weight backward: per example (B, *weight.shape)
+    by vmap over rows (no unfolding: measured 2–3× faster than unfold + bmm on this CPU), or
+    summed over the batch (1 call)."""
     pads = _conv_pads(module)
     if module.padding_mode == "zeros" and pads[::2] == pads[1::2]:
         padding = pads[::2][::-1]  # symmetric: let the kernel pad
@@ -275,10 +304,10 @@ def _conv_weight_grads(module: nn.Conv1d | nn.Conv2d, x: Tensor, g: Tensor) -> T
     weight = module.weight.detach()
     stride, dilation = list(module.stride), list(module.dilation)
 
-    def one(xi: Tensor, gi: Tensor) -> Tensor:
+    def backward(xs: Tensor, gs: Tensor) -> Tensor:
         return torch.ops.aten.convolution_backward(
-            gi.unsqueeze(0),
-            xi.unsqueeze(0),
+            gs,
+            xs,
             weight,
             None,
             stride,
@@ -290,16 +319,21 @@ def _conv_weight_grads(module: nn.Conv1d | nn.Conv2d, x: Tensor, g: Tensor) -> T
             [False, True, False],
         )[1]
 
-    return cast(Tensor, vmap(one)(x, g))
+    if not per_example:
+        return cast(Tensor, backward(x, g))
+    return cast(Tensor, vmap(lambda xi, gi: backward(xi.unsqueeze(0), gi.unsqueeze(0)))(x, g))
 
 
 @register_ghost_rule(nn.Conv1d, nn.Conv2d)
 def _conv(
     module: nn.Module, inputs: Sequence[Tensor], grads: Sequence[Tensor]
 ) -> dict[str, ParamNorm]:
-    """Gram on unfolded patches when it is cheaper, counting the unfold:
-    T² ≤ d_in·d_out and 2·T·(d_in + d_out) ≤ d_in·d_out per group (T output positions);
-    else explicit per-example gradients from the conv's weight backward."""
+    """Norms by Gram on unfolded patches when it is cheaper, counting the unfold:
+    T² ≤ d_in·d_out and 2·T·(d_in + d_out) ≤ d_in·d_out per group (T output positions); else
+    explicit per-example gradients from the conv's weight backward, formed in slices of rows no
+    larger than the layer's input and output gradient (:func:`kept_or_recomputed`). The weighted
+    sum is the conv's own weight backward of (x, w ⊙ b), one call over the batch, unless the
+    per-example gradients were small enough to keep."""
     assert isinstance(module, nn.Conv1d | nn.Conv2d)
     groups = module.groups
     steps = sum(g[0, 0].numel() for g in grads)
@@ -307,15 +341,34 @@ def _conv(
     d_in = module.weight[0].numel()
     out = {}
     if module.weight.requires_grad:
+        calls = list(zip(inputs, grads, strict=True))
+
+        def weighted(w: Tensor) -> Tensor:
+            parts = [
+                _conv_weight_grad(module, x, g * w.to(g.dtype).view(-1, *[1] * (g.dim() - 1)))
+                for x, g in calls
+            ]
+            return parts[0] if len(parts) == 1 else torch.stack(parts).sum(0)
+
         if steps * steps <= d_in * d_out and 2 * steps * (d_in + d_out) <= d_in * d_out:
             patches = [_conv_patches(module, x) for x in inputs]
             a = patches[0] if len(patches) == 1 else torch.cat(patches, dim=2)  # (B, G, T, d_in)
             flat = [g.reshape(g.shape[0], groups, d_out, -1) for g in grads]
             b = (flat[0] if len(flat) == 1 else torch.cat(flat, 3)).transpose(2, 3)
-            out["weight"] = grouped_linear_norm(a, b).reshaped(*module.weight.shape)
+            # the patches are dropped: the sum comes from the conv's own weight backward
+            out["weight"] = ParamNorm(grouped_linear_norm(a, b).sq_norm, "gram", weighted)
         else:
-            per = [_conv_weight_grads(module, x, g) for x, g in zip(inputs, grads, strict=True)]
-            out["weight"] = explicit(per[0] if len(per) == 1 else torch.stack(per).sum(0))
+
+            def per_example(rows: slice) -> Tensor:
+                per = [
+                    _conv_weight_grad(module, x[rows], g[rows], per_example=True) for x, g in calls
+                ]
+                return per[0] if len(per) == 1 else torch.stack(per).sum(0)
+
+            kept = sum(x.numel() + g.numel() for x, g in calls)
+            out["weight"] = kept_or_recomputed(
+                per_example, grads[0].shape[0], module.weight.numel(), kept, weighted
+            )
     if module.bias is not None and module.bias.requires_grad:
         total = sum(g.flatten(2).sum(2) for g in grads)  # (B, C_out)
         assert isinstance(total, Tensor)
