@@ -280,21 +280,9 @@ def test_two_pass_ghost_step_equals_the_book_keeping_step() -> None:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.LayerNorm(8), nn.Linear(8, 3)).double()
     x, y = torch.randn(12, 6, dtype=torch.float64), torch.randint(0, 3, (12,))
-    out = {}
-    for two_pass in (False, True):
-        grads, _ = noisy_gradient(
-            model,
-            nn.functional.cross_entropy,
-            x,
-            y,
-            torch.arange(12),
-            clipping=Clipping(0.5),
-            noise_multiplier=1.0,
-            expected_batch_units=12.0,
-            noise=NoiseSource(3),
-            ghost_two_pass=two_pass,
-        )
-        out[two_pass] = grads
+    out = {
+        two_pass: _ce_step(model, x, y, 3, ghost_two_pass=two_pass)[0] for two_pass in (False, True)
+    }
     for name in out[False]:
         torch.testing.assert_close(out[True][name], out[False][name], msg=name)
     training = make_private(
@@ -332,25 +320,11 @@ def test_book_keeping_out_of_memory_continues_in_two_passes(
     model = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.LayerNorm(8), nn.Linear(8, 3)).double()
     x, y = torch.randn(12, 6, dtype=torch.float64), torch.randint(0, 3, (12,))
 
-    def step(seed: int) -> tuple[dict[str, torch.Tensor], str]:
-        grads, stats_ = noisy_gradient(
-            model,
-            nn.functional.cross_entropy,
-            x,
-            y,
-            torch.arange(12),
-            clipping=Clipping(0.5),
-            noise_multiplier=1.0,
-            expected_batch_units=12.0,
-            noise=NoiseSource(seed),
-        )
-        return grads, stats_.method
-
-    want, _ = step(3)  # book-keeping, enough memory
+    want, _ = _ce_step(model, x, y, 3)  # book-keeping, enough memory
     monkeypatch.setattr(clipped_sum, "ghost_clipped_sum", tight)
     with caplog.at_level("WARNING", logger="deniable.train.clipped_sum"):
-        got, method = step(3)
-        step(4)
+        got, method = _ce_step(model, x, y, 3)
+        _ce_step(model, x, y, 4)
     assert method == "ghost" and calls == [False, True, True]
     assert sum("ran out of memory" in r.getMessage() for r in caplog.records) == 1
     for name in want:
@@ -363,14 +337,27 @@ def test_book_keeping_out_of_memory_continues_in_two_passes(
 
     monkeypatch.setattr(clipped_sum, "ghost_clipped_sum", broken)
     with pytest.raises(RuntimeError, match="shape mismatch"):
-        noisy_gradient(
-            other,
-            nn.functional.cross_entropy,
-            x,
-            y,
-            torch.arange(12),
-            clipping=Clipping(0.5),
-            noise_multiplier=1.0,
-            expected_batch_units=12.0,
-            noise=NoiseSource(0),
-        )
+        _ce_step(other, x, y, 0)
+
+
+def _ce_step(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    seed: int,
+    **kwargs: object,
+) -> tuple[dict[str, torch.Tensor], str]:
+    """One noisy gradient of cross-entropy, C = 0.5, σ = 1, every example in the batch."""
+    grads, stats_ = noisy_gradient(
+        model,
+        nn.functional.cross_entropy,
+        x,
+        y,
+        torch.arange(len(x)),
+        clipping=Clipping(0.5),
+        noise_multiplier=1.0,
+        expected_batch_units=float(len(x)),
+        noise=NoiseSource(seed),
+        **kwargs,  # type: ignore[arg-type]
+    )
+    return grads, stats_.method
