@@ -382,6 +382,37 @@ def test_parameters_used_outside_their_layer_are_refused() -> None:
             ghost_clipped_sum(Direct().double(), ce_sum, _x(4), _y(), 1.0, two_pass=two_pass)
 
 
+def _loop_clipped_sum(
+    model: nn.Module, loss: Callable[[Tensor, Tensor], Tensor], x: Tensor, y: Tensor, bound: float
+) -> tuple[dict[str, Tensor], Tensor]:
+    """Brute force: one ordinary backward pass per example, each gradient clipped to the bound."""
+    params = dict(model.named_parameters())
+    summed = {n: torch.zeros_like(p) for n, p in params.items()}
+    norms = []
+    for i in range(x.shape[0]):
+        grads = torch.autograd.grad(loss(model(x[i : i + 1]), y[i : i + 1]), list(params.values()))
+        norm = torch.sqrt(sum(g.pow(2).sum() for g in grads))
+        norms.append(norm)
+        for name, g in zip(params, grads, strict=True):
+            summed[name] += g * min(1.0, bound / float(norm))
+    return summed, torch.stack(norms)
+
+
+@pytest.mark.parametrize("two_pass", [False, True], ids=["book-keeping", "two-pass"])
+@pytest.mark.parametrize(
+    "name", ["conv2d_wide", "conv1d", "linear_seq_explicit", "layernorm_seq", "embedding_gram"]
+)
+def test_ghost_clipped_sum_equals_the_per_example_loop(name: str, two_pass: bool) -> None:
+    model, x, y, loss = _case(name)
+    _, norms = _loop_clipped_sum(model, loss, x, y, 1.0)
+    bound = float(norms.sort().values[2:4].mean())
+    want, want_norms = _loop_clipped_sum(model, loss, x, y, bound)
+    got = ghost_clipped_sum(model, loss, x, y, bound, two_pass=two_pass)
+    torch.testing.assert_close(got.norms, want_norms, atol=1e-5, rtol=0)
+    for n in want:
+        torch.testing.assert_close(got.summed[n], want[n], atol=1e-5, rtol=0, msg=n)
+
+
 def test_explicit_gradients_are_formed_in_slices_no_larger_than_what_is_kept() -> None:
     """Per-example gradients bigger than the layer's a and b are formed a few rows at a time
     for the norms and dropped; the weighted sum is then the given recomputation."""
