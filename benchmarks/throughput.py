@@ -124,13 +124,19 @@ def run_one(name: str, mode: str, batch: int, steps: int) -> dict[str, float | s
         step()
     seconds = time.perf_counter() - start
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {
+    row: dict[str, float | str] = {
         "model": name,
         "mode": mode,
         "examples_per_s": batch * steps / seconds,
         "peak_rss_mb": peak_mb,
         "peak_live_mb": peak_live_mb(step, [*model.parameters(), *model.buffers(), x, y]),
     }
+    if mode == "deniable":
+        from deniable.train.clipped_sum import switched_to_two_pass
+
+        if switched_to_two_pass(model):  # book-keeping ran out of memory
+            row["mode"] = "deniable (two-pass after out-of-memory)"
+    return row
 
 
 def peak_live_mb(step: Callable[[], None], resident: list[torch.Tensor]) -> float:

@@ -326,6 +326,7 @@ def test_book_keeping_out_of_memory_continues_in_two_passes(
         got, method = _ce_step(model, x, y, 3)
         _ce_step(model, x, y, 4)
     assert method == "ghost" and calls == [False, True, True]
+    assert clipped_sum.switched_to_two_pass(model)
     assert sum("ran out of memory" in r.getMessage() for r in caplog.records) == 1
     for name in want:
         torch.testing.assert_close(got[name], want[name], msg=name)

@@ -216,6 +216,11 @@ def _try_ghost(
 _two_pass_after_oom: weakref.WeakSet[nn.Module] = weakref.WeakSet()
 
 
+def switched_to_two_pass(model: nn.Module) -> bool:
+    """Whether book-keeping ran out of memory on ``model`` and its steps now run in two passes."""
+    return model in _two_pass_after_oom
+
+
 def is_out_of_memory(error: BaseException) -> bool:
     """A device's out-of-memory error, or the CPU allocator's (a plain RuntimeError)."""
     return isinstance(error, torch.OutOfMemoryError) or "can't allocate memory" in str(error)
