@@ -61,6 +61,18 @@ def _y(classes: int = 3, *shape: int) -> Tensor:
     return torch.randint(0, classes, (BATCH, *shape))
 
 
+class Spare(nn.Module):
+    """Two Linear layers of which the forward calls only one."""
+
+    def __init__(self, d_in: int) -> None:
+        super().__init__()
+        self.used = nn.Linear(d_in, 3)
+        self.spare = nn.Linear(d_in, 3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.used(x)
+
+
 Case = tuple[nn.Module, Tensor, Tensor, Callable[[Tensor, Tensor], Tensor]]
 
 
@@ -442,17 +454,8 @@ def test_two_pass_leaves_unused_layers_grad_alone() -> None:
     """The first backward of two-pass mode differentiates a never-called layer's parameters
     through their ``.grad`` (to check they get none) and must restore what was there."""
 
-    class Spare(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.used = nn.Linear(4, 3)
-            self.spare = nn.Linear(4, 3)
-
-        def forward(self, x: Tensor) -> Tensor:
-            return self.used(x)
-
     torch.manual_seed(5)
-    model = Spare().double()
+    model = Spare(4).double()
     sentinel = torch.full_like(model.spare.weight, 7.0)
     model.spare.weight.grad = sentinel
     x, y = _x(4), _y()
@@ -520,17 +523,8 @@ def test_train_mode_dropout_uses_one_mask_for_both_passes(two_pass: bool) -> Non
 
 
 def test_layer_never_called_contributes_zero() -> None:
-    class Spare(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.used = nn.Linear(5, 3)
-            self.spare = nn.Linear(5, 3)
-
-        def forward(self, x: Tensor) -> Tensor:
-            return self.used(x)
-
     torch.manual_seed(6)
-    model, x, y = Spare().double(), _x(5), _y()
+    model, x, y = Spare(5).double(), _x(5), _y()
     grads, _ = per_sample_gradients(model, ce_sum, x, y)
     got = ghost_clipped_sum(model, ce_sum, x, y, 0.3)
     torch.testing.assert_close(got.norms, per_sample_norms(grads))
