@@ -107,7 +107,9 @@ def ghost_norms(model: nn.Module, loss_fn: LossFn, inputs: Tensor, targets: Tens
     ``loss_fn(outputs, targets)`` is applied to each example as a batch of one (vmapped over the
     batch's outputs) and must return a scalar: ``reduction="sum"`` or ``"mean"``.
     """
-    layers, losses, _ = _norm_pass(model, loss_fn, inputs, targets, keep_sums=False)
+    layers, losses, _ = _norm_pass(
+        model, loss_fn, inputs, targets, keep_sums=False, second_backward=False
+    )
     norms, methods = _total_norms(layers, losses)
     return GhostNorms(norms, losses.detach(), methods)
 
@@ -134,7 +136,7 @@ def ghost_clipped_sum(
     """
     max_norm = check_positive("max_norm", max_norm)
     layers, losses, params = _norm_pass(
-        model, loss_fn, inputs, targets, keep_sums=not two_pass
+        model, loss_fn, inputs, targets, keep_sums=not two_pass, second_backward=two_pass
     )
     norms, methods = _total_norms(layers, losses)
     weights = clip_factors(norms, max_norm)
@@ -167,14 +169,19 @@ def ghost_clipped_sum(
 
 
 def _norm_pass(
-    model: nn.Module, loss_fn: LossFn, inputs: Tensor, targets: Tensor, *, keep_sums: bool
+    model: nn.Module,
+    loss_fn: LossFn,
+    inputs: Tensor,
+    targets: Tensor,
+    *,
+    keep_sums: bool,
+    second_backward: bool,
 ) -> tuple[list[_Layer], Tensor, dict[str, Tensor]]:
     """The hooked forward and the first backward: every called layer ends with its ``parts``
-    (norms, and with ``keep_sums`` the weighted sums; else the graph is kept for a second
-    backward)."""
+    (norms, and with ``keep_sums`` the weighted sums); ``second_backward`` keeps the graph."""
     layers, losses, params = _forward(model, loss_fn, inputs, targets, keep_sums=keep_sums)
     try:
-        _norm_backward(layers, losses, params, retain_graph=not keep_sums)
+        _norm_backward(layers, losses, params, retain_graph=second_backward)
     finally:
         for layer in layers:  # a second backward must not run them again
             for hook in layer.hooks:
