@@ -34,6 +34,7 @@ def test_run_json_contract(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert result["unit"] == "example" and result["relation"] == "add_remove"
     # the per-sample path the step took, and ghost clipping's per-layer norm choice
     assert result["per_sample"]["method"] == "ghost"
+    assert result["per_sample"]["ghost"] == "book-keeping"
     assert set(result["per_sample"]["layers"]) == {"linear.weight", "linear.bias"}
     assert set(result["per_sample"]["layers"].values()) <= {"gram", "explicit"}
     assert 0.0 <= result["test_accuracy"] <= 1.0

@@ -327,6 +327,10 @@ def test_book_keeping_out_of_memory_continues_in_two_passes(
         _ce_step(model, x, y, 4)
     assert method == "ghost" and calls == [False, True, True]
     assert clipped_sum.switched_to_two_pass(model)
+    assert clipped_sum.ghost_mode(model, False) == "two-pass after out-of-memory"
+    fresh = nn.Linear(2, 2)
+    assert clipped_sum.ghost_mode(fresh, False) == "book-keeping"
+    assert clipped_sum.ghost_mode(fresh, True) == "two-pass"
     assert sum("ran out of memory" in r.getMessage() for r in caplog.records) == 1
     for name in want:
         torch.testing.assert_close(got[name], want[name], msg=name)

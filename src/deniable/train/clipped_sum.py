@@ -221,6 +221,14 @@ def switched_to_two_pass(model: nn.Module) -> bool:
     return model in _two_pass_after_oom
 
 
+def ghost_mode(model: nn.Module, two_pass: bool) -> str:
+    """How ghost clipping runs on ``model``: "book-keeping", "two-pass" (asked for) or
+    "two-pass after out-of-memory" (book-keeping ran out; see :func:`_try_ghost`)."""
+    if two_pass:
+        return "two-pass"
+    return "two-pass after out-of-memory" if switched_to_two_pass(model) else "book-keeping"
+
+
 def is_out_of_memory(error: BaseException) -> bool:
     """A device's out-of-memory error, or the CPU allocator's (a plain RuntimeError)."""
     return isinstance(error, torch.OutOfMemoryError) or "can't allocate memory" in str(error)

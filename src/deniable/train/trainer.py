@@ -21,6 +21,7 @@ from deniable.data import ArrayDataset, Split
 from deniable.models import build_model
 from deniable.train.augment import Augmentation
 from deniable.train.checkpoint import resume, save_checkpoint
+from deniable.train.clipped_sum import ghost_mode
 from deniable.train.dp_step import StepStats
 from deniable.train.ema import ParameterAverage
 from deniable.train.private import PrivateTraining, make_private
@@ -122,6 +123,8 @@ def train_private(
     for batch in training.batches(steps=remaining) if remaining > 0 else ():
         stats = training.step(batch)
         outcome.per_sample = {"method": stats.method, "layers": dict(stats.layer_methods)}
+        if stats.method == "ghost":
+            outcome.per_sample["ghost"] = ghost_mode(model, config.ghost_two_pass)
         if average is not None:
             average.update(model)
         done = training.steps_done
