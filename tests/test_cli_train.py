@@ -51,6 +51,14 @@ def _npz(tmp_path: Path, x: np.ndarray, y: np.ndarray) -> Path:
     return path
 
 
+def test_run_table_names_the_per_sample_path(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run([*RUN, "--target-epsilon", "3", "--out", str(tmp_path)], capsys)
+    assert code == 0, err
+    assert "ghost," in out and "book-keeping" in out  # the path and the ghost mode
+
+
 @pytest.mark.parametrize(
     ("case", "needle"),
     [

@@ -474,7 +474,10 @@ def _train_and_report_untracked(
                 f"{kind}: {sum(v == kind for v in layers.values())}"
                 for kind in sorted(set(layers.values()))
             )
-            label = str(per_sample["method"]) + (f" ({choice} parameters)" if choice else "")
+            method = str(per_sample["method"])
+            if per_sample.get("ghost"):  # book-keeping, two-pass, two-pass after out-of-memory
+                method += f", {per_sample['ghost']}"
+            label = method + (f" ({choice} parameters)" if choice else "")
             table.add_row("per-sample gradients", label)
     else:
         table.add_row("method", f"{result['method']} ({result['guarantee']})")
