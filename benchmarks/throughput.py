@@ -26,6 +26,9 @@ Linear projections, so ghost clipping covers it), as ``deniable.train.validate.r
 
 ``--memory-cap-gb`` limits each mode's address space (RLIMIT_AS): a mode that needs more fails
 with an out-of-memory error in its row instead of pushing the machine into swap or the OOM killer.
+``--device cuda`` runs every mode on the GPU (timed between ``torch.cuda.synchronize`` calls);
+peak memory is then ``torch.cuda.max_memory_allocated`` (live tensors, warm-up included) and
+the address-space cap is not applied. Not yet run: no GPU has been lent to this project.
 
     .venv/bin/python benchmarks/throughput.py [--batch-size 256] [--steps 5] \
         [--models mnist-cnn,transformer-6x256] [--modes nonprivate,deniable] [--memory-cap-gb 16]
@@ -114,23 +117,34 @@ def build(
     return model, torch.randint(0, 1000, (batch, steps)), torch.randint(0, 2, (batch,))
 
 
-def run_one(name: str, mode: str, batch: int, steps: int) -> dict[str, float | str]:
+def run_one(
+    name: str, mode: str, batch: int, steps: int, device: str = "cpu"
+) -> dict[str, float | str]:
     model, x, y = build(name, batch, mode)
+    model, x, y = model.to(device), x.to(device), y.to(device)
     loss_fn = nn.functional.cross_entropy
     step = _step_function(model, x, y, loss_fn, mode, batch)
+    cuda = torch.device(device).type == "cuda"
     step()  # warm-up (and torch.func / hook set-up)
+    if cuda:
+        torch.cuda.synchronize()
     start = time.perf_counter()
     for _ in range(steps):
         step()
+    if cuda:
+        torch.cuda.synchronize()
     seconds = time.perf_counter() - start
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     row: dict[str, float | str] = {
         "model": name,
         "mode": mode,
+        "device": device,
         "examples_per_s": batch * steps / seconds,
-        "peak_rss_mb": peak_mb,
-        "peak_live_mb": peak_live_mb(step, [*model.parameters(), *model.buffers(), x, y]),
     }
+    if cuda:  # the allocator's own peak of live tensors (warm-up included, as RSS is)
+        row["peak_live_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        row["peak_live_mb"] = peak_live_mb(step, [*model.parameters(), *model.buffers(), x, y])
     if mode == "deniable":
         from deniable.train.clipped_sum import switched_to_two_pass
 
@@ -171,7 +185,7 @@ def _step_function(model, x, y, loss_fn, mode, batch):  # type: ignore[no-untype
 
         opt = torch.optim.SGD(model.parameters(), lr=0.01)
         noise = NoiseSource(0)
-        units = torch.arange(batch)
+        units = torch.arange(batch, device=x.device)
 
         def step() -> None:
             grads, _ = noisy_gradient(
@@ -232,14 +246,17 @@ def main() -> None:
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated")
     parser.add_argument("--modes", default=",".join(MODES), help="comma-separated")
     parser.add_argument("--memory-cap-gb", type=float, default=0.0, help="per mode (0: none)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (peak memory: see doc)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.one:
-        if args.memory_cap_gb:
+        if args.memory_cap_gb and torch.device(args.device).type == "cpu":
             cap = int(args.memory_cap_gb * 2**30)
             resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
-        print(json.dumps(run_one(args.one[0], args.one[1], args.batch_size, args.steps)))
+        print(
+            json.dumps(run_one(args.one[0], args.one[1], args.batch_size, args.steps, args.device))
+        )
         return
     models, modes = args.models.split(","), args.modes.split(",")
     rows = []
@@ -260,6 +277,8 @@ def main() -> None:
                     str(args.steps),
                     "--memory-cap-gb",
                     str(args.memory_cap_gb),
+                    "--device",
+                    args.device,
                 ],
                 capture_output=True,
                 text=True,
@@ -281,12 +300,11 @@ def main() -> None:
                 ratios[f"{name}: deniable/{other} speed"] = (
                     ours["examples_per_s"] / by_mode[other]["examples_per_s"]
                 )
-                ratios[f"{name}: deniable/{other} memory"] = (
-                    ours["peak_rss_mb"] / by_mode[other]["peak_rss_mb"]
-                )
-                ratios[f"{name}: deniable/{other} live memory"] = (
-                    ours["peak_live_mb"] / by_mode[other]["peak_live_mb"]
-                )
+                for key, label in (("peak_rss_mb", "memory"), ("peak_live_mb", "live memory")):
+                    if key in ours:
+                        ratios[f"{name}: deniable/{other} {label}"] = (
+                            ours[key] / by_mode[other][key]
+                        )
     print(
         json.dumps(
             {
@@ -295,6 +313,8 @@ def main() -> None:
                 "steps": args.steps,
                 "torch_threads": torch.get_num_threads(),
                 "memory_cap_gb": args.memory_cap_gb or None,
+                "device": args.device,
+                "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
                 "machine": platform.machine(),
                 "rows": rows,
                 "ratios": ratios,
