@@ -181,7 +181,7 @@ def _norm_pass(
     (norms, and with ``keep_sums`` the weighted sums); ``second_backward`` keeps the graph."""
     layers, losses, params = _forward(model, loss_fn, inputs, targets, keep_sums=keep_sums)
     try:
-        _norm_backward(layers, losses, params, retain_graph=second_backward)
+        _norm_backward(layers, losses, retain_graph=second_backward)
     finally:
         for layer in layers:  # a second backward must not run them again
             for hook in layer.hooks:
@@ -208,9 +208,7 @@ def _full_name(layer: _Layer, name: str) -> str:
     return f"{layer.path}.{name}" if layer.path else name
 
 
-def _norm_backward(
-    layers: list[_Layer], losses: Tensor, params: dict[str, Tensor], *, retain_graph: bool
-) -> None:
+def _norm_backward(layers: list[_Layer], losses: Tensor, *, retain_graph: bool) -> None:
     """The first backward, only as far as each layer's output, so the output hooks compute the
     norms, and no parameter gradient is formed (the engine skips the weight-gradient products).
     ``torch.autograd.backward`` with gradient edges as ``inputs`` keeps none of the gradients it
@@ -237,7 +235,7 @@ def _norm_backward(
     finally:
         for p, old in zip(idle, saved, strict=True):
             p.grad = old
-    _check_idle(layers, {n: grads.get(id(p)) for n, p in params.items()}, params)
+    _check_idle(layers, grads)
 
 
 def _ghost_layers(model: nn.Module, keep_sums: bool = True) -> list[_Layer]:
@@ -346,13 +344,10 @@ def _forward(
     return layers, losses, params
 
 
-def _check_idle(
-    layers: list[_Layer], grads: dict[str, Tensor | None], params: dict[str, Tensor]
-) -> None:
-    """Parameters of layers the forward never called must get zero gradient, else they were
-    used outside their module's forward (e.g. nn.MultiheadAttention's out_proj) and no rule saw
-    them."""
-    by_id = {id(p): grads.get(n) for n, p in params.items()}
+def _check_idle(layers: list[_Layer], by_id: dict[int, Tensor | None]) -> None:
+    """Parameters of layers the forward never called (gradients keyed by ``id(param)``) must
+    get zero gradient, else they were used outside their module's forward (e.g.
+    nn.MultiheadAttention's out_proj) and no rule saw them."""
     for layer in layers:
         if layer.calls:
             continue
