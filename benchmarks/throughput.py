@@ -248,10 +248,18 @@ def main() -> None:
     parser.add_argument("--memory-cap-gb", type=float, default=0.0, help="per mode (0: none)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (peak memory: see doc)")
     args = parser.parse_args()
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        parser.error(f"--device {args.device!r}: give cpu, cuda or cuda:N")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: torch sees no CUDA device here; use --device cpu")
+    if device.type not in ("cpu", "cuda"):
+        parser.error(f"--device {args.device}: only cpu and cuda are measured")
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.one:
-        if args.memory_cap_gb and torch.device(args.device).type == "cpu":
+        if args.memory_cap_gb and device.type == "cpu":
             cap = int(args.memory_cap_gb * 2**30)
             resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
         print(
@@ -314,7 +322,7 @@ def main() -> None:
                 "torch_threads": torch.get_num_threads(),
                 "memory_cap_gb": args.memory_cap_gb or None,
                 "device": args.device,
-                "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
+                "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
                 "machine": platform.machine(),
                 "rows": rows,
                 "ratios": ratios,
