@@ -176,9 +176,13 @@ def grouped_linear_norm(a: Tensor, b: Tensor) -> ParamNorm:
         sq = (gram_a * gram_b).sum((1, 2)).clamp_min(0).view(batch, groups).sum(1)
 
         def weighted(w: Tensor) -> Tensor:
-            scaled = b * w.to(b.dtype).view(-1, 1, 1, 1)
-            rows_b = scaled.transpose(0, 1).reshape(groups, -1, d_out)
-            rows_a = a.transpose(0, 1).reshape(groups, -1, d_in)
+            # (w ⊙ B)ᵀA = Bᵀ(w ⊙ A): scale the smaller of the two (an LSTM gate layer's b is
+            # 4× its a; a feed-forward up-projection's b 4× its a, the down-projection's a 4×
+            # its b), a copy of a quarter of the size
+            weights = w.to(b.dtype).view(-1, 1, 1, 1)
+            sa, sb = (a * weights, b) if d_in < d_out else (a, b * weights)
+            rows_b = sb.transpose(0, 1).reshape(groups, -1, d_out)
+            rows_a = sa.transpose(0, 1).reshape(groups, -1, d_in)
             return torch.bmm(rows_b.transpose(1, 2), rows_a)
 
         return ParamNorm(sq, "gram", weighted)

@@ -2,22 +2,26 @@
 
 ``nn.LSTM`` runs as one fused kernel that torch.func cannot vmap, so per-sample gradients of a
 model containing it fall back to a per-example loop (slow). :class:`DPLSTM` computes the same
-function (Hochreiter & Schmidhuber 1997, in PyTorch's gate order i, f, g, o and with both of its
-bias vectors):
+function (Hochreiter & Schmidhuber 1997, in PyTorch's gate order i, f, g, o):
 
-    i, f, g, o = split(W_ih x_t + b_ih + W_hh h_{t−1} + b_hh)
+    i, f, g, o = split(W [x_t; h_{t−1}] + b)
     c_t = σ(f) ⊙ c_{t−1} + σ(i) ⊙ tanh(g),    h_t = σ(o) ⊙ tanh(c_t)
 
-with W_ih as one Linear applied to the whole sequence and W_hh as one Linear applied at every
-step. Both are plain Linear layers, so per-sample gradients come from vmap or ghost clipping
-(a layer called T times is handled as T more positions of a sequence). Opacus's ``DPLSTM`` takes
-the same approach. :meth:`DPLSTM.from_lstm` copies an ``nn.LSTM``'s weights (tested equal).
+with W = [W_ih  W_hh] one Linear layer per LSTM layer, applied at every step to the input and
+the previous hidden state side by side, and b = b_ih + b_hh (nn.LSTM's two bias vectors only
+ever appear as their sum). Per-sample gradients then come from vmap or ghost clipping, which
+handles a layer called T times as T more positions of a sequence: one Gram of the gate
+gradients per layer. Keeping W_ih and W_hh as two layers (Opacus's ``DPLSTM``, and ours until
+the fifth throughput run) gives both the same output gradient, whose Gram and bias sums were
+then computed twice; the joined layer is also faster without DP (one product per step instead
+of a step product plus a slice of a sequence product; RESULTS.md). Clipping sees one bias
+vector per layer, not two copies of its gradient. :meth:`DPLSTM.from_lstm` copies an
+``nn.LSTM``'s weights (tested equal).
 """
 
 from __future__ import annotations
 
 import math
-from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -27,7 +31,10 @@ from deniable.errors import InvalidParameterError, check_count
 
 class DPLSTM(nn.Module):
     """Batch-first LSTM: (B, T, input_size) → ((B, T, hidden_size), (h_n, c_n)), as
-    ``nn.LSTM(input_size, hidden_size, num_layers, batch_first=True)``; zero initial state."""
+    ``nn.LSTM(input_size, hidden_size, num_layers, batch_first=True)``; zero initial state.
+
+    ``cells[l]`` is layer l's ``nn.Linear(in_l + hidden_size, 4·hidden_size)`` on [x_t; h_{t−1}]
+    (in_0 = input_size, else hidden_size)."""
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1) -> None:
         super().__init__()
@@ -35,8 +42,7 @@ class DPLSTM(nn.Module):
         self.hidden_size = check_count("hidden_size", hidden_size)
         self.num_layers = check_count("num_layers", num_layers)
         sizes = [input_size] + [hidden_size] * (num_layers - 1)
-        self.ih = nn.ModuleList(nn.Linear(size, 4 * hidden_size) for size in sizes)
-        self.hh = nn.ModuleList(nn.Linear(hidden_size, 4 * hidden_size) for _ in sizes)
+        self.cells = nn.ModuleList(nn.Linear(size + hidden_size, 4 * hidden_size) for size in sizes)
         bound = 1.0 / math.sqrt(hidden_size)  # nn.LSTM's initialisation
         for parameter in self.parameters():
             nn.init.uniform_(parameter, -bound, bound)
@@ -47,17 +53,14 @@ class DPLSTM(nn.Module):
                 "input", tuple(x.shape), f"(batch, time, {self.input_size}) (batch first)"
             )
         finals_h, finals_c = [], []
-        for ih, hh in zip(self.ih, self.hh, strict=True):
-            # (B, T, 4H): the input part of every gate at once. Split with unbind, whose
-            # backward stacks the T step gradients once; indexing projected[:, t] would have
-            # each step's backward fill a zero (B, T, 4H) tensor (T² work, measured as most of
-            # the step's time).
-            projected = ih(x).unbind(1)
+        for cell in self.cells:
             h = x.new_zeros(x.shape[0], self.hidden_size)
             c = x.new_zeros(x.shape[0], self.hidden_size)
             outputs = []
-            for step in projected:
-                i, f, g, o = (step + hh(h)).chunk(4, dim=-1)
+            # unbind: its backward stacks the T step gradients once (indexing x[:, t] would
+            # have each step's backward fill a zero (B, T, d) tensor: T² work)
+            for step in x.unbind(1):
+                i, f, g, o = cell(torch.cat((step, h), dim=1)).chunk(4, dim=-1)
                 c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
                 h = torch.sigmoid(o) * torch.tanh(c)
                 outputs.append(h)
@@ -69,17 +72,18 @@ class DPLSTM(nn.Module):
     @classmethod
     def from_lstm(cls, lstm: nn.LSTM) -> DPLSTM:
         """A DPLSTM computing exactly what ``lstm`` (batch_first, unidirectional, with biases,
-        no projection) computes."""
+        no projection) computes: W = [W_ih W_hh], b = b_ih + b_hh per layer."""
         if not lstm.batch_first or lstm.bidirectional or not lstm.bias or lstm.proj_size:
             raise InvalidParameterError(
                 "lstm", repr(lstm), "batch_first, unidirectional, with biases, no projection"
             )
         out = cls(lstm.input_size, lstm.hidden_size, lstm.num_layers)
         with torch.no_grad():
-            for layer in range(lstm.num_layers):
-                ih, hh = cast(nn.Linear, out.ih[layer]), cast(nn.Linear, out.hh[layer])
-                ih.weight.copy_(getattr(lstm, f"weight_ih_l{layer}"))
-                ih.bias.copy_(getattr(lstm, f"bias_ih_l{layer}"))
-                hh.weight.copy_(getattr(lstm, f"weight_hh_l{layer}"))
-                hh.bias.copy_(getattr(lstm, f"bias_hh_l{layer}"))
+            for layer, cell in enumerate(out.cells):
+                assert isinstance(cell, nn.Linear)
+                weights = [getattr(lstm, f"weight_{kind}_l{layer}") for kind in ("ih", "hh")]
+                cell.weight.copy_(torch.cat(weights, dim=1))
+                cell.bias.copy_(
+                    getattr(lstm, f"bias_ih_l{layer}") + getattr(lstm, f"bias_hh_l{layer}")
+                )
         return out
