@@ -82,10 +82,12 @@ def _case(name: str) -> Case:
     x, y = _x(5), _y()
     if name == "linear_2d":
         model: nn.Module = nn.Linear(5, 3)
-    elif name == "linear_seq_gram":  # T² = 16 ≤ d_in·d_out = 40
-        model, x, y, loss = nn.Linear(8, 5), _x(4, 8), _y(5, 4), ce_seq
+    elif name == "linear_seq_gram":  # d_in·d_out = 48 > T·(d_in + d_out) = 42
+        model, x, y, loss = nn.Linear(8, 6), _x(3, 8), _y(6, 3), ce_seq
     elif name == "linear_seq_explicit":  # T² = 49 > d_in·d_out = 6
         model, x, y, loss = nn.Linear(2, 3), _x(7, 2), _y(3, 7), ce_seq
+    elif name == "linear_seq_mid":  # T² = 16 ≤ d_in·d_out = 40 ≤ T·(d_in + d_out) = 52
+        model, x, y, loss = nn.Linear(8, 5), _x(4, 8), _y(5, 4), ce_seq
     elif name == "linear_4d":  # (B, 2, 3, d): steps are flattened
         model, x = nn.Sequential(nn.Linear(5, 3), MeanOver(1), MeanOver(1)), _x(2, 3, 5)
     elif name == "embedding_gram":  # T² = 25 ≤ V·d = 40
@@ -164,6 +166,7 @@ NORM_CASES = [
     "linear_2d",
     "linear_seq_gram",
     "linear_seq_explicit",
+    "linear_seq_mid",
     "linear_4d",
     "embedding_gram",
     "embedding_explicit",
@@ -195,6 +198,7 @@ def test_ghost_norms_equal_vmap_norms(name: str) -> None:
         ("linear_seq_gram", "weight", "gram"),
         ("linear_seq_explicit", "weight", "explicit"),
         ("linear_seq_explicit", "bias", "explicit"),
+        ("linear_seq_mid", "weight", "explicit"),  # Gram by the T² rule, explicit is cheaper
         ("embedding_gram", "0.weight", "gram"),
         ("embedding_explicit", "0.weight", "explicit"),
         ("conv2d_wide", "0.weight", "explicit"),
@@ -412,7 +416,16 @@ def _loop_clipped_sum(
 
 @pytest.mark.parametrize("two_pass", [False, True], ids=["book-keeping", "two-pass"])
 @pytest.mark.parametrize(
-    "name", ["conv2d_wide", "conv1d", "linear_seq_explicit", "layernorm_seq", "embedding_gram"]
+    "name",
+    [
+        "conv2d_wide",
+        "conv1d",
+        "linear_seq_gram",
+        "linear_seq_explicit",
+        "linear_seq_mid",
+        "layernorm_seq",
+        "embedding_gram",
+    ],
 )
 def test_ghost_clipped_sum_equals_the_per_example_loop(name: str, two_pass: bool) -> None:
     model, x, y, loss = _case(name)

@@ -128,13 +128,20 @@ def test_replacing_attention_in_an_encoder_keeps_its_function(train: bool) -> No
 
 
 @pytest.mark.parametrize("two_pass", [False, True], ids=["book-keeping", "two-pass"])
-def test_transformer_ghost_clipping_equals_vmap(two_pass: bool) -> None:
+@pytest.mark.parametrize(
+    ("steps", "projection"),
+    [(3, "gram"), (6, "explicit")],  # d·d = 64 > T·2d = 48; 64 ≤ 96
+)
+def test_transformer_ghost_clipping_equals_vmap(
+    two_pass: bool, steps: int, projection: str
+) -> None:
     """After replace_attention every layer has a ghost rule; norms and the clipped sum equal
-    whole-model vmap to 1e-5 (relative), in both ghost modes."""
+    whole-model vmap to 1e-5 (relative), in both ghost modes, with the projections' norms by
+    Gram (short sequences) or explicit per-example gradients."""
     torch.manual_seed(3)
     model = replace_attention(Encoder().double().eval())
     check_ghost_supported(model)
-    ids, y = torch.randint(0, 11, (6, 6)), torch.randint(0, 3, (6,))
+    ids, y = torch.randint(0, 11, (6, steps)), torch.randint(0, 3, (6,))
     grads, _ = per_sample_gradients(model, _ce, ids, y)
     norms = per_sample_norms(grads)
     bound = float(norms.median())
@@ -144,7 +151,7 @@ def test_transformer_ghost_clipping_equals_vmap(two_pass: bool) -> None:
     for name in want.summed:
         torch.testing.assert_close(got.summed[name], want.summed[name], rtol=1e-5, atol=1e-8)
     methods = got.layer_methods
-    assert methods["encoder.layers.0.self_attn.q_proj.weight"] == "gram"  # T² = 36 ≤ 64
+    assert methods["encoder.layers.0.self_attn.q_proj.weight"] == projection
     assert "vmap" not in methods.values()
 
 

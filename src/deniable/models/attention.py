@@ -11,7 +11,7 @@ parameter. :class:`DPMultiheadAttention` computes the same function (Vaswani et 
 
 per head, concatenated and projected by ``out_proj``, with the four projections as plain
 ``nn.Linear`` layers applied to batch-first tensors, so each gets the Linear ghost rule
-(Gram or explicit by the T² vs d_in·d_out cost; Li et al. 2022). Opacus's ``DPMultiheadAttention``
+(Gram or explicit by cost; Li et al. 2022). Opacus's ``DPMultiheadAttention``
 takes the same approach. :meth:`DPMultiheadAttention.from_mha` copies an ``nn.MultiheadAttention``
 (tested equal, masks and dropout included), :func:`replace_attention` swaps every one in a model,
 and ``nn.MultiheadAttention`` state dicts load into it (the packed ``in_proj`` is split).

@@ -90,7 +90,7 @@ class ClippedSum:
         method: the per-sample path taken ("ghost", "vmap", "loop" or "compiled"; "none" for no
             units).
         layer_methods: with ghost clipping, how each parameter's norm was computed
-            (``{"layer.weight": "gram" | "explicit"}``: the T² vs d_in·d_out choice per layer).
+            (``{"layer.weight": "gram" | "explicit"}``: the cost-based choice per layer).
     """
 
     summed: dict[str, torch.Tensor]
