@@ -129,15 +129,21 @@ def test_replacing_attention_in_an_encoder_keeps_its_function(train: bool) -> No
 
 @pytest.mark.parametrize("two_pass", [False, True], ids=["book-keeping", "two-pass"])
 @pytest.mark.parametrize(
-    ("steps", "projection"),
-    [(3, "gram"), (6, "explicit")],  # d·d = 64 > T·2d = 48; 64 ≤ 96
+    ("steps", "qkv", "out"),
+    [
+        (3, "gram", "gram"),  # d·d = 64 > T·2d = 48
+        # q, k and v read one input (kept once): explicit only if 3d² ≤ T·(d + 3d) = 160
+        (5, "gram", "explicit"),
+        (6, "explicit", "explicit"),  # 192 ≤ 192
+    ],
 )
 def test_transformer_ghost_clipping_equals_vmap(
-    two_pass: bool, steps: int, projection: str
+    two_pass: bool, steps: int, qkv: str, out: str
 ) -> None:
     """After replace_attention every layer has a ghost rule; norms and the clipped sum equal
     whole-model vmap to 1e-5 (relative), in both ghost modes, with the projections' norms by
-    Gram (short sequences) or explicit per-example gradients."""
+    Gram (short sequences; q/k/v share one Gram of their input) or explicit per-example
+    gradients."""
     torch.manual_seed(3)
     model = replace_attention(Encoder().double().eval())
     check_ghost_supported(model)
@@ -151,7 +157,9 @@ def test_transformer_ghost_clipping_equals_vmap(
     for name in want.summed:
         torch.testing.assert_close(got.summed[name], want.summed[name], rtol=1e-5, atol=1e-8)
     methods = got.layer_methods
-    assert methods["encoder.layers.0.self_attn.q_proj.weight"] == projection
+    attention = "encoder.layers.0.self_attn"
+    assert [methods[f"{attention}.{p}_proj.weight"] for p in "qkv"] == [qkv] * 3
+    assert methods[f"{attention}.out_proj.weight"] == out
     assert "vmap" not in methods.values()
 
 

@@ -44,6 +44,7 @@ from torch.func import vmap
 from deniable.errors import DeniableError, GhostUnsupportedError, check_positive
 from deniable.grad.clip import ClipResult, clip_factors
 from deniable.grad.ghost_rules import GhostRule, ParamNorm, ghost_rule_for, layer_vmap_rule
+from deniable.grad.ghost_shared import sharing
 from deniable.grad.per_sample import LossFn, as_scalar_loss
 
 logger = logging.getLogger(__name__)
@@ -180,15 +181,16 @@ def _norm_pass(
     """The hooked forward and the first backward: every called layer ends with its ``parts``
     (norms, and with ``keep_sums`` the weighted sums); ``second_backward`` keeps the graph."""
     layers, losses, params = _forward(model, loss_fn, inputs, targets, keep_sums=keep_sums)
-    try:
-        _norm_backward(layers, losses, retain_graph=second_backward)
-    finally:
-        for layer in layers:  # a second backward must not run them again
-            for hook in layer.hooks:
-                hook.remove()
-    for layer in layers:
-        if layer.calls and layer.parts is None:  # not finished in the backward: do it now
-            _finish(layer)
+    with sharing([[c.inputs for c in layer.calls] for layer in layers]):
+        try:
+            _norm_backward(layers, losses, retain_graph=second_backward)
+        finally:
+            for layer in layers:  # a second backward must not run them again
+                for hook in layer.hooks:
+                    hook.remove()
+        for layer in layers:
+            if layer.calls and layer.parts is None:  # not finished in the backward: do it now
+                _finish(layer)
     return layers, losses, params
 
 

@@ -21,7 +21,9 @@ with reweighted losses (Li et al. 2022).
   B·T rows), and "gram" otherwise. This refines Bu et al. 2023's layer-wise T² vs d_in·d_out
   memory rule (every layer that rule makes explicit is explicit here too): a 256 × 256
   projection at T = 128 is explicit (same arithmetic, no (w ⊙ B)ᵀA product later), a
-  256 × 1024 one is Gram. For 2-D inputs T = 1 and the Gram form is ‖a_i‖²‖b_i‖².
+  256 × 1024 one is Gram. An input that k layers read (self-attention's q/k/v) is kept once,
+  so each counts d_in/k of it, and its Gram is computed once (:mod:`~deniable.grad.ghost_shared`).
+  For 2-D inputs T = 1 and the Gram form is ‖a_i‖²‖b_i‖².
   The weighted sum is Σ_i w_i g_i = (w ⊙ B)ᵀ A, one matrix product over all rows.
 - Conv1d/Conv2d: the same identity after unfolding the input into patches (T = output positions)
   when that is cheaper counting the unfold (see :func:`_conv`); else the explicit per-example
@@ -53,6 +55,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, vjp, vmap
 
 from deniable.errors import GhostUnsupportedError
+from deniable.grad import ghost_shared
 from deniable.grad.per_sample import row_norms
 
 WeightedSum = Callable[[Tensor], Tensor]
@@ -173,17 +176,27 @@ def kept_or_recomputed(
     return ParamNorm(sq, "explicit", weighted_sum)
 
 
-def grouped_linear_norm(a: Tensor, b: Tensor) -> ParamNorm:
+def grouped_linear_norm(
+    a: Tensor,
+    b: Tensor,
+    *,
+    readers: int = 1,
+    gram_of_a: Callable[[Callable[[], Tensor]], Tensor] | None = None,
+) -> ParamNorm:
     """Σ_t b_t a_tᵀ per example and group, for a (B, G, T, d_in) and b (B, G, T, d_out).
 
     Norms are summed over groups; ``weighted_sum`` returns (G, d_out, d_in). Explicit when
-    d_in·d_out ≤ T·(d_in + d_out), else Gram (see the module doc).
+    d_in·d_out ≤ T·(d_in/readers + d_out), else Gram (see the module doc); ``readers`` is the
+    number of layers that read this same ``a`` (kept once: each one's share is 1/readers), and
+    ``gram_of_a(compute)`` may return a Gram of ``a`` another reader computed
+    (:mod:`deniable.grad.ghost_shared`).
     """
     batch, groups, steps, d_in = a.shape
     d_out = b.shape[3]
-    if d_in * d_out > steps * (d_in + d_out):
+    if d_in * d_out * readers > steps * (d_in + d_out * readers):
         flat_a, flat_b = a.flatten(0, 1), b.flatten(0, 1)
-        gram_a = torch.bmm(flat_a, flat_a.transpose(1, 2))
+        compute = lambda: torch.bmm(flat_a, flat_a.transpose(1, 2))  # noqa: E731
+        gram_a = compute() if gram_of_a is None else gram_of_a(compute)
         gram_b = torch.bmm(flat_b, flat_b.transpose(1, 2))
         sq = (gram_a * gram_b).sum((1, 2)).clamp_min(0).view(batch, groups).sum(1)
 
@@ -198,13 +211,23 @@ def grouped_linear_norm(a: Tensor, b: Tensor) -> ParamNorm:
             return torch.bmm(rows_b.transpose(1, 2), rows_a)
 
         return ParamNorm(sq, "gram", weighted)
-    # the per-example gradients are no larger than a and b: kept for the sum (a contraction)
+    # the per-example gradients are no larger than this layer's share of a and b: kept for
+    # the sum (then a contraction over B)
     return explicit(torch.matmul(b.transpose(2, 3), a))  # (B, G, d_out, d_in)
 
 
-def linear_weight_norm(a: Tensor, b: Tensor) -> ParamNorm:
-    """‖Σ_t b_t a_tᵀ‖²_F per row of a (N, T, d_in), b (N, T, d_out); weighted sum (d_out, d_in)."""
-    part = grouped_linear_norm(a.unsqueeze(1), b.unsqueeze(1))
+def linear_weight_norm(
+    a: Tensor,
+    b: Tensor,
+    *,
+    readers: int = 1,
+    gram_of_a: Callable[[Callable[[], Tensor]], Tensor] | None = None,
+) -> ParamNorm:
+    """‖Σ_t b_t a_tᵀ‖²_F per row of a (N, T, d_in), b (N, T, d_out); weighted sum (d_out, d_in).
+    ``readers``, ``gram_of_a``: as in :func:`grouped_linear_norm`."""
+    part = grouped_linear_norm(
+        a.unsqueeze(1), b.unsqueeze(1), readers=readers, gram_of_a=gram_of_a
+    )
     return part.reshaped(b.shape[2], a.shape[2])
 
 
@@ -258,7 +281,17 @@ def _linear(
     a, b = _as_sequence(inputs), _as_sequence(grads)
     out = {}
     if module.weight.requires_grad:
-        out["weight"] = linear_weight_norm(a, b)
+        shared = ghost_shared.current()
+        if shared is None or len(inputs) != 1:
+            out["weight"] = linear_weight_norm(a, b)
+        else:  # self-attention's q/k/v read one input: kept once, one Gram
+            x = inputs[0]
+            out["weight"] = linear_weight_norm(
+                a,
+                b,
+                readers=shared.readers_of(x),
+                gram_of_a=lambda compute: shared.gram(x, compute),
+            )
     if module.bias is not None and module.bias.requires_grad:
         out["bias"] = _bias_norm(b)
     return out
