@@ -14,7 +14,7 @@ from deniable.grad import (
     per_sample_gradients,
     per_sample_norms,
 )
-from deniable.grad.ghost_shared import SharedInputs, sharing
+from deniable.grad.ghost_shared import SharedInputs, count_readers, sharing
 
 
 class ThreeReaders(nn.Module):
@@ -38,7 +38,7 @@ def _ce(outputs: Tensor, targets: Tensor) -> Tensor:
 
 def test_readers_are_counted_by_the_values_read_not_the_tensor_object() -> None:
     x, other = torch.randn(4, 3, 5), torch.randn(4, 3, 5)
-    with sharing([[x], [x.detach()], [x[:, :2]], [other], [x, x]]) as shared:
+    with sharing(count_readers([[x], [x.detach()], [x[:, :2]], [other], [x, x]])) as shared:
         assert shared.readers_of(x) == 3  # the last layer read it twice: one reader
         assert shared.readers_of(x[:, :2]) == 1  # another view: other values
         assert shared.readers_of(other) == 1
@@ -54,14 +54,18 @@ def test_a_shared_gram_is_computed_once_and_released_with_the_pass() -> None:
         computed.append(name)
         return torch.full((1,), float(len(computed)))
 
-    with sharing([[x], [x], [y]]) as shared:
+    with sharing(count_readers([[x], [x], [y]])) as shared:
         first = shared.gram(x, lambda: compute("x"))
         again = shared.gram(x.detach(), lambda: compute("x again"))
+        assert again is first
+        assert shared.grams == {}  # both readers had it: released
         shared.gram(y, lambda: compute("y"))
         shared.gram(y, lambda: compute("y again"))  # one reader: never stored
-        assert again is first
-    assert computed == ["x", "y", "y again"]
-    assert shared.grams == {}
+        assert shared.grams == {}
+        shared.gram(x, lambda: compute("x, next step"))  # a reader that never comes back
+        assert list(shared.grams) != []
+    assert computed == ["x", "y", "y again", "x, next step"]
+    assert shared.grams == {}  # released with the pass
 
 
 @pytest.mark.parametrize(

@@ -44,7 +44,7 @@ from torch.func import vmap
 from deniable.errors import DeniableError, GhostUnsupportedError, check_positive
 from deniable.grad.clip import ClipResult, clip_factors
 from deniable.grad.ghost_rules import GhostRule, ParamNorm, ghost_rule_for, layer_vmap_rule
-from deniable.grad.ghost_shared import sharing
+from deniable.grad.ghost_shared import count_readers, sharing
 from deniable.grad.per_sample import LossFn, as_scalar_loss
 
 logger = logging.getLogger(__name__)
@@ -181,7 +181,7 @@ def _norm_pass(
     """The hooked forward and the first backward: every called layer ends with its ``parts``
     (norms, and with ``keep_sums`` the weighted sums); ``second_backward`` keeps the graph."""
     layers, losses, params = _forward(model, loss_fn, inputs, targets, keep_sums=keep_sums)
-    with sharing([[c.inputs for c in layer.calls] for layer in layers]):
+    with sharing(count_readers([[c.inputs for c in layer.calls] for layer in layers])):
         try:
             _norm_backward(layers, losses, retain_graph=second_backward)
         finally:

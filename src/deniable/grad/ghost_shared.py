@@ -39,19 +39,22 @@ class SharedInputs:
     """How many layers read each input of one pass, and the Grams computed so far."""
 
     readers: dict[Key, int]
-    grams: dict[Key, Tensor] = field(default_factory=dict)
+    grams: dict[Key, tuple[Tensor, int]] = field(default_factory=dict)  # Gram, readers to come
 
     def readers_of(self, x: Tensor) -> int:
         return self.readers.get(input_key(x), 1)
 
     def gram(self, x: Tensor, compute: Callable[[], Tensor]) -> Tensor:
-        """``compute()`` for the first reader of a shared ``x``, the stored result after."""
+        """``compute()`` for the first reader of a shared ``x``, the stored result for the
+        others; dropped after the last reader (or when the pass closes, if one never asks)."""
         key = input_key(x)
-        if self.readers.get(key, 1) < 2:
+        readers = self.readers.get(key, 1)
+        if readers < 2:
             return compute()
-        if key not in self.grams:
-            self.grams[key] = compute()
-        return self.grams[key]
+        gram, left = self.grams.pop(key) if key in self.grams else (compute(), readers)
+        if left > 1:
+            self.grams[key] = (gram, left - 1)
+        return gram
 
 
 _current: ContextVar[SharedInputs | None] = ContextVar("ghost_shared_inputs", default=None)
@@ -62,15 +65,22 @@ def current() -> SharedInputs | None:
     return _current.get()
 
 
-@contextmanager
-def sharing(inputs_by_layer: Sequence[Sequence[Tensor]]) -> Iterator[SharedInputs]:
-    """Open a pass in which ``inputs_by_layer[l]`` are the inputs layer l read (each counted
-    once per layer); the stored Grams are released when it closes."""
+def count_readers(inputs_by_layer: Sequence[Sequence[Tensor]]) -> dict[Key, int]:
+    """How many layers read each input that more than one reads; ``inputs_by_layer[l]`` are
+    the inputs layer l read (counted once per layer)."""
     readers: dict[Key, int] = {}
     for inputs in inputs_by_layer:
         for key in {input_key(x) for x in inputs}:
             readers[key] = readers.get(key, 0) + 1
-    shared = SharedInputs({k: n for k, n in readers.items() if n > 1})
+    return {k: n for k, n in readers.items() if n > 1}
+
+
+@contextmanager
+def sharing(readers: dict[Key, int]) -> Iterator[SharedInputs]:
+    """Open a pass with these readers (:func:`count_readers`: keys, not tensors, which the
+    context manager would keep alive to the end of the pass); the stored Grams are released
+    when it closes."""
+    shared = SharedInputs(readers)
     token = _current.set(shared)
     try:
         yield shared
