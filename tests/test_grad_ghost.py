@@ -461,6 +461,14 @@ def test_explicit_gradients_are_formed_in_slices_no_larger_than_what_is_kept() -
     roomy = kept_or_recomputed(per_example, 7, 20, 140, recompute)  # all 7 rows fit: kept
     assert sizes == [7]
     torch.testing.assert_close(roomy.weighted_sum(w), torch.tensordot(w, per, 1))
+    sizes.clear()
+    capped = kept_or_recomputed(per_example, 7, 20, 140, recompute, max_rows=3)  # still kept
+    assert sizes == [3, 3, 1]
+    torch.testing.assert_close(capped.sq_norm, per.flatten(1).pow(2).sum(1))
+    torch.testing.assert_close(capped.weighted_sum(w), torch.tensordot(w, per, 1))
+    sizes.clear()
+    kept_or_recomputed(per_example, 7, 20, 45, recompute, max_rows=3)  # the memory cap is lower
+    assert sizes == [2, 2, 2, 1]
 
 
 def test_two_pass_leaves_unused_layers_grad_alone() -> None:
