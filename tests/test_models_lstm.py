@@ -33,6 +33,33 @@ def test_same_function_as_nn_lstm(layers: int) -> None:
     )
 
 
+def test_split_state_dicts_load_nn_lstm_and_the_earlier_two_linear_layout() -> None:
+    """nn.LSTM's keys and the earlier DPLSTM's (ih.{l} / hh.{l} Linear layers) load into the
+    joined cells, inside a bigger model too (key prefixes), with the same function."""
+    torch.manual_seed(4)
+    reference = nn.LSTM(5, 7, num_layers=2, batch_first=True)
+    x = torch.randn(3, 6, 5)
+    expected = reference(x)[0]
+    direct = DPLSTM(5, 7, num_layers=2)
+    direct.load_state_dict(reference.state_dict())
+    torch.testing.assert_close(direct(x)[0], expected, atol=1e-6, rtol=1e-5)
+
+    earlier = {}  # the two-Linear layout, as saved under CharLSTM's "lstm." prefix
+    for layer in range(2):
+        for kind in ("ih", "hh"):
+            for param in ("weight", "bias"):
+                value = getattr(reference, f"{param}_{kind}_l{layer}")
+                earlier[f"lstm.{kind}.{layer}.{param}"] = value.detach().clone()
+    model = CharLSTM(11, embed_dim=5, hidden=7, layers=2)
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("lstm.")}
+    model.load_state_dict({**state, **earlier})
+    torch.testing.assert_close(model.lstm(x)[0], expected, atol=1e-6, rtol=1e-5)
+    with pytest.raises(RuntimeError, match="bias_hh_l0"):  # half a bias pair is not guessed
+        DPLSTM(5, 7).load_state_dict(
+            {k: v for k, v in nn.LSTM(5, 7).state_dict().items() if k != "bias_ih_l0"}
+        )
+
+
 def loop_gradients(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor
 ) -> list[dict[str, torch.Tensor]]:

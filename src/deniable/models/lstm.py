@@ -16,12 +16,14 @@ the fifth throughput run) gives both the same output gradient, whose Gram and bi
 then computed twice; the joined layer is also faster without DP (one product per step instead
 of a step product plus a slice of a sequence product; RESULTS.md). Clipping sees one bias
 vector per layer, not two copies of its gradient. :meth:`DPLSTM.from_lstm` copies an
-``nn.LSTM``'s weights (tested equal).
+``nn.LSTM``'s weights (tested equal); ``nn.LSTM`` state dicts, and those of the earlier
+two-Linear DPLSTM (checkpoints), load into it.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -46,6 +48,7 @@ class DPLSTM(nn.Module):
         bound = 1.0 / math.sqrt(hidden_size)  # nn.LSTM's initialisation
         for parameter in self.parameters():
             nn.init.uniform_(parameter, -bound, bound)
+        self._register_load_state_dict_pre_hook(_join_lstm_weights)
 
     def forward(self, x: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         if x.dim() != 3 or x.shape[-1] != self.input_size:
@@ -72,18 +75,35 @@ class DPLSTM(nn.Module):
     @classmethod
     def from_lstm(cls, lstm: nn.LSTM) -> DPLSTM:
         """A DPLSTM computing exactly what ``lstm`` (batch_first, unidirectional, with biases,
-        no projection) computes: W = [W_ih W_hh], b = b_ih + b_hh per layer."""
+        no projection) computes: W = [W_ih W_hh], b = b_ih + b_hh per layer (``nn.LSTM`` state
+        dicts load directly too)."""
         if not lstm.batch_first or lstm.bidirectional or not lstm.bias or lstm.proj_size:
             raise InvalidParameterError(
                 "lstm", repr(lstm), "batch_first, unidirectional, with biases, no projection"
             )
         out = cls(lstm.input_size, lstm.hidden_size, lstm.num_layers)
-        with torch.no_grad():
-            for layer, cell in enumerate(out.cells):
-                assert isinstance(cell, nn.Linear)
-                weights = [getattr(lstm, f"weight_{kind}_l{layer}") for kind in ("ih", "hh")]
-                cell.weight.copy_(torch.cat(weights, dim=1))
-                cell.bias.copy_(
-                    getattr(lstm, f"bias_ih_l{layer}") + getattr(lstm, f"bias_hh_l{layer}")
-                )
+        out.load_state_dict(lstm.state_dict())
         return out
+
+
+# (W_ih key, W_hh key, b_ih key, b_hh key) of layer {l}: nn.LSTM's names, and DPLSTM's before
+# its two Linear layers per LSTM layer were joined into one
+_SPLIT_LAYOUTS = (
+    ("weight_ih_l{l}", "weight_hh_l{l}", "bias_ih_l{l}", "bias_hh_l{l}"),
+    ("ih.{l}.weight", "hh.{l}.weight", "ih.{l}.bias", "hh.{l}.bias"),
+)
+
+
+def _join_lstm_weights(state: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+    """Load state dicts with W_ih and W_hh apart (``nn.LSTM``'s, or the earlier DPLSTM's) into
+    ``cells.{l}``: weight [W_ih W_hh], bias b_ih + b_hh (the same function; tested)."""
+    for layout in _SPLIT_LAYOUTS:
+        layer = 0
+        while prefix + layout[0].format(l=layer) in state:
+            w_ih, w_hh, b_ih, b_hh = (prefix + key.format(l=layer) for key in layout)
+            cell = f"{prefix}cells.{layer}."
+            state[cell + "weight"] = torch.cat((state.pop(w_ih), state.pop(w_hh)), dim=1)
+            if b_ih in state and b_hh in state:
+                state[cell + "bias"] = state.pop(b_ih) + state.pop(b_hh)
+            layer += 1
+
