@@ -12,11 +12,11 @@ subprocess so its peak RSS (ru_maxrss) is its own. Modes:
 - ``opacus_hooks`` / ``opacus_ghost``: Opacus 1.6's GradSampleModule (hooks) and ghost clipping
   (bench-only dependency).
 
-Prints one JSON object with examples/s, peak RSS, peak live tensor memory (from the profiler's
-allocation events in one extra, untimed step: the step's own need, apart from the C allocator's
-fragmentation, which RSS includes) and the ratios (deniable / nonprivate,
-deniable / opacus). Models: ``mnist-cnn`` (the Papernot et al. CNN on 28×28), ``transformer``
-(2-layer encoder, d=64, 4 heads, seq 32, vocabulary 1000, mean-pooled classifier),
+Prints one JSON object with examples/s (and the median, fastest and slowest step), peak RSS, peak
+live tensor memory (from the profiler's allocation events in one extra, untimed step: the step's
+own need, apart from the C allocator's fragmentation, which RSS includes) and the ratios (deniable
+/ nonprivate, deniable / opacus). Models: ``mnist-cnn`` (the Papernot et al. CNN on 28×28),
+``transformer`` (2-layer encoder, d=64, 4 heads, seq 32, vocabulary 1000, mean-pooled classifier),
 ``transformer-6x256`` (issue #11's: 6-layer encoder, d=256, 8 heads, feed-forward 1024, seq 128)
 and ``char-lstm`` (embedding 32, one LSTM layer of 128, seq 32, vocabulary 64, last-state
 classifier): non-private with the fused nn.LSTM, deniable with its DPLSTM (Linear layers, ghost
@@ -40,6 +40,7 @@ import argparse
 import json
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -126,19 +127,24 @@ def run_one(
     step = _step_function(model, x, y, loss_fn, mode, batch)
     cuda = torch.device(device).type == "cuda"
     step()  # warm-up (and torch.func / hook set-up)
-    if cuda:
-        torch.cuda.synchronize()
-    start = time.perf_counter()
+    times = []
     for _ in range(steps):
+        if cuda:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
         step()
-    if cuda:
-        torch.cuda.synchronize()
-    seconds = time.perf_counter() - start
+        if cuda:
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
     row: dict[str, float | str] = {
         "model": name,
         "mode": mode,
         "device": device,
-        "examples_per_s": batch * steps / seconds,
+        "examples_per_s": batch * steps / sum(times),
+        # the spread says how far one run's speed can be trusted on a shared machine
+        "step_ms_median": 1000 * statistics.median(times),
+        "step_ms_min": 1000 * min(times),
+        "step_ms_max": 1000 * max(times),
     }
     if cuda:  # the allocator's own peak of live tensors (warm-up included, as RSS is)
         row["peak_live_mb"] = torch.cuda.max_memory_allocated() / 2**20
