@@ -108,3 +108,26 @@ def test_shared_readers_match_vmap(
     assert [got.layer_methods[f"{n}.weight"] for n in "qkv"] == [method] * 3
     assert got.layer_methods["alone.weight"] == alone
     assert computed.count(x.data_ptr()) == (1 if method == "gram" else 0)
+
+
+class NormAndLinear(nn.Module):
+    """A LayerNorm and one Linear layer read the same input; only the Linear keeps it."""
+
+    def __init__(self, d: int = 6) -> None:
+        super().__init__()
+        self.norm, self.proj, self.head = nn.LayerNorm(d), nn.Linear(d, d), nn.Linear(d, 3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head((self.norm(x) + self.proj(x)).mean(1))
+
+
+def test_a_layer_that_keeps_no_input_is_not_a_reader() -> None:
+    """T = 3: with one reader 36 ≤ 3·(6 + 6), explicit; counting the LayerNorm as a second
+    reader would have made it Gram (72 > 3·(6 + 12)) on memory nobody keeps."""
+    torch.manual_seed(1)
+    model = NormAndLinear().double()
+    x, y = torch.randn(5, 3, 6, dtype=torch.float64), torch.randint(0, 3, (5,))
+    got = ghost_clipped_sum(model, _ce, x, y, 0.1)
+    assert got.layer_methods["proj.weight"] == "explicit"
+    grads, _ = per_sample_gradients(model, _ce, x, y)
+    torch.testing.assert_close(got.norms, per_sample_norms(grads), rtol=1e-5, atol=1e-10)

@@ -43,7 +43,13 @@ from torch.func import vmap
 
 from deniable.errors import DeniableError, GhostUnsupportedError, check_positive
 from deniable.grad.clip import ClipResult, clip_factors
-from deniable.grad.ghost_rules import GhostRule, ParamNorm, ghost_rule_for, layer_vmap_rule
+from deniable.grad.ghost_rules import (
+    GhostRule,
+    ParamNorm,
+    ghost_rule_for,
+    layer_vmap_rule,
+    linear_rule,
+)
 from deniable.grad.ghost_shared import count_readers, sharing
 from deniable.grad.per_sample import LossFn, as_scalar_loss
 
@@ -181,7 +187,10 @@ def _norm_pass(
     """The hooked forward and the first backward: every called layer ends with its ``parts``
     (norms, and with ``keep_sums`` the weighted sums); ``second_backward`` keeps the graph."""
     layers, losses, params = _forward(model, loss_fn, inputs, targets, keep_sums=keep_sums)
-    with sharing(count_readers([[c.inputs for c in layer.calls] for layer in layers])):
+    # only Linear layers keep their input for the sum: a LayerNorm reading the same tensor
+    # keeps none of it, and must not make the Linear count it as shared
+    kept = [[c.inputs for c in layer.calls] for layer in layers if layer.rule is linear_rule]
+    with sharing(count_readers(kept)):
         try:
             _norm_backward(layers, losses, retain_graph=second_backward)
         finally:

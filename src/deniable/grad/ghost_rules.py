@@ -275,7 +275,7 @@ def layer_vmap_rule(
 
 
 @register_ghost_rule(nn.Linear)
-def _linear(
+def linear_rule(
     module: nn.Module, inputs: Sequence[Tensor], grads: Sequence[Tensor]
 ) -> dict[str, ParamNorm]:
     assert isinstance(module, nn.Linear)
