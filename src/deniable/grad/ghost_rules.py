@@ -202,9 +202,9 @@ def grouped_linear_norm(
         sq = (gram_a * gram_b).sum((1, 2)).clamp_min(0).view(batch, groups).sum(1)
 
         def weighted(w: Tensor) -> Tensor:
-            # (w ⊙ B)ᵀA = Bᵀ(w ⊙ A): scale the smaller of the two (an LSTM gate layer's b is
-            # 4× its a; a feed-forward up-projection's b 4× its a, the down-projection's a 4×
-            # its b), a copy of a quarter of the size
+            # (w ⊙ B)ᵀA = Bᵀ(w ⊙ A): scale the smaller of the two (a feed-forward
+            # up-projection's b is 4× its a, the down-projection's a 4× its b, an LSTM cell's
+            # b 3.2× its a at input 32, hidden 128)
             weights = w.to(b.dtype).view(-1, 1, 1, 1)
             sa, sb = (a * weights, b) if d_in < d_out else (a, b * weights)
             rows_b = sb.transpose(0, 1).reshape(groups, -1, d_out)
