@@ -82,11 +82,11 @@ def _case(name: str) -> Case:
     x, y = _x(5), _y()
     if name == "linear_2d":
         model: nn.Module = nn.Linear(5, 3)
-    elif name == "linear_seq_gram":  # d_in·d_out = 48 > T·(d_in + d_out) = 42
+    elif name == "linear_seq_gram":  # d_in·d_out = 48 ≥ T·(d_in + d_out) = 42
         model, x, y, loss = nn.Linear(8, 6), _x(3, 8), _y(6, 3), ce_seq
     elif name == "linear_seq_explicit":  # T² = 49 > d_in·d_out = 6
         model, x, y, loss = nn.Linear(2, 3), _x(7, 2), _y(3, 7), ce_seq
-    elif name == "linear_seq_mid":  # T² = 16 ≤ d_in·d_out = 40 ≤ T·(d_in + d_out) = 52
+    elif name == "linear_seq_mid":  # T² = 16 ≤ d_in·d_out = 40 < T·(d_in + d_out) = 52
         model, x, y, loss = nn.Linear(8, 5), _x(4, 8), _y(5, 4), ce_seq
     elif name == "linear_4d":  # (B, 2, 3, d): steps are flattened
         model, x = nn.Sequential(nn.Linear(5, 3), MeanOver(1), MeanOver(1)), _x(2, 3, 5)

@@ -71,8 +71,8 @@ def test_a_shared_gram_is_computed_once_and_released_with_the_pass() -> None:
 @pytest.mark.parametrize(
     ("steps", "method", "alone"),
     [
-        # Gram iff d_in·d_out·readers > T·(d_in + d_out·readers): 108 > 24·T for q, k and v,
-        # 36 > 12·T for the layer reading its own input
+        # Gram iff d_in·d_out·readers ≥ T·(d_in + d_out·readers): 108 ≥ 24·T for q, k and v,
+        # 36 ≥ 12·T for the layer reading its own input
         (2, "gram", "gram"),
         (4, "gram", "explicit"),  # the shared input tips the choice
         (5, "explicit", "explicit"),
@@ -122,11 +122,11 @@ class NormAndLinear(nn.Module):
 
 
 def test_a_layer_that_keeps_no_input_is_not_a_reader() -> None:
-    """T = 3: with one reader 36 ≤ 3·(6 + 6), explicit; counting the LayerNorm as a second
-    reader would have made it Gram (72 > 3·(6 + 12)) on memory nobody keeps."""
+    """T = 4: with one reader 36 < 4·(6 + 6), explicit; counting the LayerNorm as a second
+    reader would have made it Gram (72 ≥ 4·(6 + 12)) on memory nobody keeps."""
     torch.manual_seed(1)
     model = NormAndLinear().double()
-    x, y = torch.randn(5, 3, 6, dtype=torch.float64), torch.randint(0, 3, (5,))
+    x, y = torch.randn(5, 4, 6, dtype=torch.float64), torch.randint(0, 3, (5,))
     got = ghost_clipped_sum(model, _ce, x, y, 0.1)
     assert got.layer_methods["proj.weight"] == "explicit"
     grads, _ = per_sample_gradients(model, _ce, x, y)

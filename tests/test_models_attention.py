@@ -131,10 +131,11 @@ def test_replacing_attention_in_an_encoder_keeps_its_function(train: bool) -> No
 @pytest.mark.parametrize(
     ("steps", "qkv", "out"),
     [
-        (3, "gram", "gram"),  # d·d = 64 > T·2d = 48
-        # q, k and v read one input (kept once): explicit only if 3d² ≤ T·(d + 3d) = 160
+        (3, "gram", "gram"),  # d·d = 64 ≥ T·2d = 48
+        # q, k and v read one input (kept once): explicit only if 3d² < T·(d + 3d) = 160
         (5, "gram", "explicit"),
-        (6, "explicit", "explicit"),  # 192 ≤ 192
+        (6, "gram", "explicit"),  # 192 = 192: nothing to save, Gram
+        (7, "explicit", "explicit"),  # 192 < 224
     ],
 )
 def test_transformer_ghost_clipping_equals_vmap(

@@ -15,13 +15,15 @@ with reweighted losses (Li et al. 2022).
   Goodfellow 2015, "Efficient Per-Example Gradient Computations"; for sequences, Li, Tramèr,
   Liang & Hashimoto 2022, "Large Language Models Can Be Strong Differentially Private
   Learners"), T²·(d_in + d_out) multiply-adds per example; the explicit gradient costs
-  T·d_in·d_out. The rule picks "explicit" when d_in·d_out ≤ T·(d_in + d_out), where the
-  explicit gradient is both the cheaper to form and no larger than a and b, which book-keeping
+  T·d_in·d_out. The rule picks "explicit" when d_in·d_out < T·(d_in + d_out), where the
+  explicit gradient is both the cheaper to form and smaller than a and b, which book-keeping
   keeps otherwise (its weighted sum is then a contraction over B instead of a product over
-  B·T rows), and "gram" otherwise. This refines Bu et al. 2023's layer-wise T² vs d_in·d_out
-  memory rule (every layer that rule makes explicit is explicit here too): a 256 × 256
-  projection at T = 128 is explicit (same arithmetic, no (w ⊙ B)ᵀA product later), a
-  256 × 1024 one is Gram. An input that k layers read (self-attention's q/k/v) is kept once,
+  B·T rows), and "gram" otherwise. At equality nothing is saved in what is kept, and forming
+  the gradients while a and b are still alive raised the 6-layer d = 256 transformer's peak at
+  batch 1024 from 1.27× to 1.34× non-private (RESULTS.md, fifth run): Gram. This refines Bu et
+  al. 2023's layer-wise T² vs d_in·d_out memory rule (every layer that rule makes explicit is
+  explicit here too): a 64 × 64 projection at T = 48 is explicit, a 256 × 1024 one at T = 128
+  Gram. An input that k layers read (self-attention's q/k/v) is kept once,
   so each counts d_in/k of it, and its Gram is computed once (:mod:`~deniable.grad.ghost_shared`).
   For 2-D inputs T = 1 and the Gram form is ‖a_i‖²‖b_i‖².
   The weighted sum is Σ_i w_i g_i = (w ⊙ B)ᵀ A, one matrix product over all rows.
@@ -187,14 +189,14 @@ def grouped_linear_norm(
     """Σ_t b_t a_tᵀ per example and group, for a (B, G, T, d_in) and b (B, G, T, d_out).
 
     Norms are summed over groups; ``weighted_sum`` returns (G, d_out, d_in). Explicit when
-    d_in·d_out ≤ T·(d_in/readers + d_out), else Gram (see the module doc); ``readers`` is the
+    d_in·d_out < T·(d_in/readers + d_out), else Gram (see the module doc); ``readers`` is the
     number of layers that read this same ``a`` (kept once: each one's share is 1/readers), and
     ``gram_of_a(compute)`` may return a Gram of ``a`` another reader computed
     (:mod:`deniable.grad.ghost_shared`).
     """
     batch, groups, steps, d_in = a.shape
     d_out = b.shape[3]
-    if d_in * d_out * readers > steps * (d_in + d_out * readers):
+    if d_in * d_out * readers >= steps * (d_in + d_out * readers):
         flat_a, flat_b = a.flatten(0, 1), b.flatten(0, 1)
         compute = lambda: torch.bmm(flat_a, flat_a.transpose(1, 2))  # noqa: E731
         gram_a = compute() if gram_of_a is None else gram_of_a(compute)
@@ -212,8 +214,8 @@ def grouped_linear_norm(
             return torch.bmm(rows_b.transpose(1, 2), rows_a)
 
         return ParamNorm(sq, "gram", weighted)
-    # the per-example gradients are no larger than this layer's share of a and b: kept for
-    # the sum (then a contraction over B)
+    # the per-example gradients are smaller than this layer's share of a and b: kept for the
+    # sum (then a contraction over B)
     return explicit(torch.matmul(b.transpose(2, 3), a))  # (B, G, d_out, d_in)
 
 
