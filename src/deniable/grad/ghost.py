@@ -9,7 +9,8 @@ One forward and one backward pass (Li, Tramèr, Liang & Hashimoto 2022; Bu, Wang
    rule in :mod:`deniable.grad.ghost_rules` as soon as its ``b`` arrives: (a, b) → ‖∇_layer ℓ_i‖²
    (their sum over layers is ‖g_i‖²) and what the layer's weighted sum will need, and the rest
    is released during the backward (a LayerNorm or a bias keeps only its (B, d) per-example
-   gradients; a Linear layer keeps a and b).
+   gradients; a Linear layer keeps a and b, or its per-example gradients where those are
+   smaller).
 2. With w_i = min(1, C/‖g_i‖), each rule forms Σ_i w_i ∇_layer ℓ_i from what it kept (for a
    Linear layer (w ⊙ B)ᵀA, the product a normal backward pass computes with w = 1): the
    flat-clipped sum, same as :func:`~deniable.grad.clip.clip_and_sum`, add/remove-one L2
@@ -138,8 +139,9 @@ def ghost_clipped_sum(
     ``two_pass=True`` trades time for memory (Li et al. 2022's original ghost clipping): each
     layer's output gradients are dropped once its norms are computed, then a second backward of
     Σ_i w_i ℓ_i gives the sum. Peak memory is then about a non-private step's; book-keeping (the
-    default) also holds the Linear layers' output gradients until every norm is known: 1.28× a
-    non-private step's peak of live tensors on the 6-layer d = 256 transformer (RESULTS.md).
+    default) also holds the Linear layers' output gradients until every norm is known:
+    1.25–1.28× a non-private step's peak of live tensors on the 6-layer d = 256 transformer
+    (RESULTS.md, fifth run).
     """
     max_norm = check_positive("max_norm", max_norm)
     layers, losses, params = _norm_pass(
