@@ -219,21 +219,6 @@ def grouped_linear_norm(
     return explicit(torch.matmul(b.transpose(2, 3), a))  # (B, G, d_out, d_in)
 
 
-def linear_weight_norm(
-    a: Tensor,
-    b: Tensor,
-    *,
-    readers: int = 1,
-    gram_of_a: Callable[[Callable[[], Tensor]], Tensor] | None = None,
-) -> ParamNorm:
-    """‖Σ_t b_t a_tᵀ‖²_F per row of a (N, T, d_in), b (N, T, d_out); weighted sum (d_out, d_in).
-    ``readers``, ``gram_of_a``: as in :func:`grouped_linear_norm`."""
-    part = grouped_linear_norm(
-        a.unsqueeze(1), b.unsqueeze(1), readers=readers, gram_of_a=gram_of_a
-    )
-    return part.reshaped(b.shape[2], a.shape[2])
-
-
 def _bias_norm(b: Tensor) -> ParamNorm:
     """Per-example Σ_t b_t for b (N, T, d_out)."""
     return explicit(b.sum(1))
@@ -285,16 +270,15 @@ def linear_rule(
     out = {}
     if module.weight.requires_grad:
         shared = ghost_shared.current()
-        if shared is None or len(inputs) != 1:
-            out["weight"] = linear_weight_norm(a, b)
-        else:  # self-attention's q/k/v read one input: kept once, one Gram
+        readers, gram_of_a = 1, None
+        if shared is not None and len(inputs) == 1:  # q/k/v read one input: kept once, one Gram
             x = inputs[0]
-            out["weight"] = linear_weight_norm(
-                a,
-                b,
-                readers=shared.readers_of(x),
-                gram_of_a=lambda compute: shared.gram(x, compute),
-            )
+            readers = shared.readers_of(x)
+            gram_of_a = lambda compute: shared.gram(x, compute)  # noqa: E731
+        part = grouped_linear_norm(
+            a.unsqueeze(1), b.unsqueeze(1), readers=readers, gram_of_a=gram_of_a
+        )
+        out["weight"] = part.reshaped(b.shape[2], a.shape[2])  # (d_out, d_in)
     if module.bias is not None and module.bias.requires_grad:
         out["bias"] = _bias_norm(b)
     return out
