@@ -19,6 +19,7 @@ from deniable.grad import (
     per_sample_norms,
 )
 from deniable.grad.ghost_rules import kept_or_recomputed
+from deniable.models import build_model
 
 BATCH = 6
 
@@ -137,6 +138,9 @@ def _case(name: str) -> Case:
             nn.Linear(64, 3),
         )
         x = _x(3, 6, 6)  # → 6×6 → 4×4 → 2×2
+    elif name in ("papernot_cnn", "papernot_gn_cnn"):  # channels-last kernels and activations
+        model = build_model(name.replace("_", "-"), (2, 16, 16), 3)
+        x = _x(2, 16, 16)
     elif name == "conv1d":
         model = nn.Sequential(
             nn.Conv1d(3, 4, 3, stride=2, padding=2, padding_mode="circular"),
@@ -419,6 +423,8 @@ def _loop_clipped_sum(
     "name",
     [
         "conv2d_wide",
+        "papernot_cnn",
+        "papernot_gn_cnn",
         "conv1d",
         "linear_seq_gram",
         "linear_seq_explicit",

@@ -64,6 +64,21 @@ def test_no_batchnorm_and_no_in_place_activations(name: str) -> None:
     assert (len(norms) == 2) == (name in ("cnn", "papernot-gn-cnn", "papernot-ws-gn-cnn"))
 
 
+@pytest.mark.parametrize("name", [m for m in MODELS if m.endswith("cnn")])
+def test_conv_nets_run_channels_last(name: str) -> None:
+    """Kernels and activations are NHWC (faster on CPU), whatever layout the input has."""
+    model = build_model(name, (3, 16, 16), 10)
+    kernels = [p for p in model.parameters() if p.dim() == 4]
+    assert kernels and all(p.is_contiguous(memory_format=torch.channels_last) for p in kernels)
+    assert not all(p.is_contiguous() for p in kernels)
+    x = torch.randn(2, 3, 16, 16)
+    first = model.features[0](x)
+    assert first.is_contiguous(memory_format=torch.channels_last) and not first.is_contiguous()
+    reloaded = build_model(name, (3, 16, 16), 10)
+    reloaded.load_state_dict({k: v.contiguous() for k, v in model.state_dict().items()})
+    torch.testing.assert_close(reloaded(x), model(x), rtol=0, atol=0)
+
+
 def _count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 

@@ -264,7 +264,7 @@ def train_shadows(
             model.load_state_dict(state)
     else:
         models = _train_subset(population, config, membership, everyone, vectorise, progress)
-    params, buffers = stack_module_state(models)
+    params, buffers = _stack(models)
     shadows = ShadowSet(
         config=config,
         membership=membership,
@@ -416,7 +416,7 @@ def _train_vectorised(
     config: ShadowConfig,
     progress: Progress | None,
 ) -> list[nn.Module]:
-    params, buffers = stack_module_state(models)
+    params, buffers = _stack(models)
     base = copy.deepcopy(models[0]).to("meta")
 
     def forward(
@@ -457,6 +457,21 @@ def _train_vectorised(
         model.load_state_dict(state)
         trained.append(model)
     return trained
+
+
+def _stack(models: list[nn.Module]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """``stack_module_state`` with row-major strides: the conv nets keep their kernels
+    channels-last, and GroupNorm under vmap cannot take channels-last activations (torch raises
+    "NYI: querying is_contiguous inside of vmap")."""
+    params, buffers = stack_module_state(models)
+
+    def standard(t: torch.Tensor) -> torch.Tensor:
+        return t.detach().contiguous().requires_grad_(t.requires_grad)
+
+    return (
+        {k: standard(v) for k, v in params.items()},
+        {k: standard(v) for k, v in buffers.items()},
+    )
 
 
 def _train_loop(
