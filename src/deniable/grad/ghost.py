@@ -168,9 +168,7 @@ def ghost_clipped_sum(
         }
         with torch.no_grad():
             summed = {
-                n: parts[n].weighted_sum(weights).to(p.dtype)
-                if n in parts
-                else torch.zeros_like(p)
+                n: parts[n].weighted_sum(weights).to(p.dtype) if n in parts else torch.zeros_like(p)
                 for n, p in params.items()
             }
     fraction = float((norms > max_norm).float().mean())
