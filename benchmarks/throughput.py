@@ -26,6 +26,11 @@ Linear projections, so ghost clipping covers it), as ``deniable.train.validate.r
 
 ``--memory-cap-gb`` limits each mode's address space (RLIMIT_AS): a mode that needs more fails
 with an out-of-memory error in its row instead of pushing the machine into swap or the OOM killer.
+``--keep-freed-memory`` runs every mode with glibc's allocator told to keep freed memory
+(``MALLOC_MMAP_THRESHOLD_`` = 32 MiB, ``MALLOC_TRIM_THRESHOLD_`` = 4 GiB) instead of returning
+large blocks to the OS after each use: by default every step then page-faults its big tensors
+in again, which on this machine made step times vary by ±30 % and slowed the CNN's DP step by a
+quarter (RESULTS.md, sixth run). Both non-private and private modes get the same allocator.
 ``--device cuda`` runs every mode on the GPU (timed between ``torch.cuda.synchronize`` calls);
 peak memory is then ``torch.cuda.max_memory_allocated`` (live tensors, warm-up included) and
 the address-space cap is not applied. Not yet run: no GPU has been lent to this project.
@@ -38,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import statistics
@@ -50,6 +56,10 @@ import torch
 from torch import nn
 from torch.profiler import ProfilerActivity, profile
 
+KEEP_FREED_MEMORY = {
+    "MALLOC_MMAP_THRESHOLD_": str(32 * 2**20),
+    "MALLOC_TRIM_THRESHOLD_": str(4 * 2**30),
+}
 MODES = (
     "nonprivate",
     "deniable",
@@ -253,6 +263,9 @@ def main() -> None:
     parser.add_argument("--modes", default=",".join(MODES), help="comma-separated")
     parser.add_argument("--memory-cap-gb", type=float, default=0.0, help="per mode (0: none)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (peak memory: see doc)")
+    parser.add_argument(
+        "--keep-freed-memory", action="store_true", help="glibc malloc keeps freed memory (doc)"
+    )
     args = parser.parse_args()
     try:
         device = torch.device(args.device)
@@ -297,6 +310,7 @@ def main() -> None:
                 capture_output=True,
                 text=True,
                 check=False,
+                env={**os.environ, **(KEEP_FREED_MEMORY if args.keep_freed_memory else {})},
             )
             if done.returncode != 0:
                 error = (done.stderr.strip().splitlines() or ["failed"])[-1]
@@ -328,6 +342,7 @@ def main() -> None:
                 "torch_threads": torch.get_num_threads(),
                 "memory_cap_gb": args.memory_cap_gb or None,
                 "device": args.device,
+                "malloc": KEEP_FREED_MEMORY if args.keep_freed_memory else "default",
                 "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
                 "machine": platform.machine(),
                 "rows": rows,
