@@ -348,9 +348,10 @@ def _conv(
     the conv's own weight backward of (x, w ⊙ b), one call over the batch, what a non-private
     backward computes.
 
-    Measured on the Papernot et al. MNIST CNN (channels-last, batch 256, one thread), norms:
-    Conv2d(1, 16, 8, stride 2) explicit 7.4 ms against 11.0 ms for the vmapped weight backward
-    this replaced; Conv2d(16, 32, 4, stride 2) Gram 4.0 ms, explicit 5.4 ms, vmapped 7.6 ms."""
+    Measured on the Papernot et al. MNIST CNN (channels-last, batch 256, one thread, glibc
+    keeping freed memory): per-example gradients of Conv2d(1, 16, 8, stride 2) 4.9 ms against
+    7.9 ms for the vmapped weight backward this replaced; the whole DP step 26.5 against
+    29.8 ms (RESULTS.md, sixth run)."""
     assert isinstance(module, nn.Conv1d | nn.Conv2d)
     groups = module.groups
     batch = grads[0].shape[0]
