@@ -180,7 +180,7 @@ def kept_or_recomputed(
     slices = [slice(start, start + rows) for start in range(0, batch, rows)]
     if fit >= batch:
         parts = [per_example(rows) for rows in slices]
-        return explicit(parts[0] if len(parts) == 1 else torch.cat(parts))
+        return explicit(_joined(parts, 0))
     sq = torch.cat([_sq_row_norms(per_example(rows)) for rows in slices])
     return ParamNorm(sq, "explicit", weighted_sum)
 
@@ -239,10 +239,15 @@ def _bias_norm(b: Tensor) -> ParamNorm:
     return explicit(b.sum(1))
 
 
+def _joined(parts: list[Tensor], dim: int) -> Tensor:
+    """``torch.cat`` that does not copy a single part."""
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim)
+
+
 def _as_sequence(xs: Sequence[Tensor]) -> Tensor:
     """Concatenate calls along the step axis: (B, *, d) each → (B, T_total, d)."""
     parts = [x.reshape(x.shape[0], -1, x.shape[-1]) for x in xs]
-    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+    return _joined(parts, 1)
 
 
 def layer_vmap_rule(
@@ -376,9 +381,8 @@ def _conv(
             order = conv_patches(module, inputs[0][:1]).channels_last  # one order for all calls
 
             def gram(part: slice) -> Tensor:
-                a = torch.cat([conv_patches(module, x[part], order).values for x in inputs], 2)
-                b = torch.cat([output_rows(module, g[part]) for g in grads], 2)
-                return gram_sq_norms(a, b)
+                a = _joined([conv_patches(module, x[part], order).values for x in inputs], 2)
+                return gram_sq_norms(a, _joined([output_rows(module, g[part]) for g in grads], 2))
 
             out["weight"] = ParamNorm(torch.cat([gram(part) for part in slices]), "gram", weighted)
         else:
@@ -391,7 +395,7 @@ def _conv(
                 per_example, batch, module.weight.numel(), kept, weighted, max_rows=rows
             )
     if module.bias is not None and module.bias.requires_grad:
-        total = sum(g.flatten(2).sum(2) for g in grads)  # (B, C_out)
+        total = sum(g.sum(tuple(range(2, g.dim()))) for g in grads)  # (B, C_out), no NHWC copy
         assert isinstance(total, Tensor)
         out["bias"] = explicit(total)
     return out
