@@ -46,7 +46,7 @@ def conv_pads(module: nn.Conv1d | nn.Conv2d) -> list[int]:
     return [p for pair in reversed(pairs) for p in pair]
 
 
-def _as_2d(module: nn.Conv1d | nn.Conv2d, x: Tensor) -> tuple[Tensor, list[int], tuple[int, ...]]:
+def _as_2d(module: nn.Conv1d | nn.Conv2d, x: Tensor) -> tuple[Tensor, tuple[int, ...]]:
     """The input padded as the conv pads it, as (B, C, H, W), and the kernel geometry
     (kh, kw, stride h, stride w, dilation h, dilation w)."""
     pads = conv_pads(module)
@@ -58,7 +58,7 @@ def _as_2d(module: nn.Conv1d | nn.Conv2d, x: Tensor) -> tuple[Tensor, list[int],
     if any(pads):
         mode = "constant" if module.padding_mode == "zeros" else module.padding_mode
         x = nnf.pad(x, pads, mode=mode)
-    return x, pads, (*kernel, *stride, *dilation)
+    return x, (*kernel, *stride, *dilation)
 
 
 def conv_patches(
@@ -66,7 +66,7 @@ def conv_patches(
 ) -> Patches:
     """The patches under the kernel at every output position, (B, G, T, C_in/G·kh·kw), in the
     order ``channels_last`` asks for (default: the one the input's layout copies fastest)."""
-    x, _, (kh, kw, sh, sw, dh, dw) = _as_2d(module, x)
+    x, (kh, kw, sh, sw, dh, dw) = _as_2d(module, x)
     batch, channels, height, width = x.shape
     groups = module.groups
     per_group = channels // groups
