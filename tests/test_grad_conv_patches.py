@@ -123,3 +123,29 @@ def test_gram_over_calls_of_different_layouts_matches_the_loop() -> None:
         torch.testing.assert_close(got.norms[i], norm, rtol=0, atol=1e-10)
         want += grads[0] * min(1.0, 0.5 / float(norm))
     torch.testing.assert_close(got.summed["conv.weight"], want, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize(
+    ("layout", "method"), [("channels_last", "gram"), ("contiguous", "explicit")]
+)
+def test_gram_needs_twice_the_saving_on_row_major_inputs(layout: str, method: str) -> None:
+    """Conv2d(16, 32, 4, stride 2) on 13×13: T·(d_in + d_out) = 25·288 < d_in·d_out = 8192, but
+    not half of it; row-major patches of 16 channels copy in runs of 4 values."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(16, 32, 4, stride=2), nn.Flatten(), nn.Linear(800, 3))
+    x = torch.randn(4, 16, 13, 13).double()
+    if layout == "channels_last":
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        x = x.contiguous(memory_format=torch.channels_last)
+    model = model.double()
+    y = torch.tensor([0, 1, 2, 1])
+
+    def loss(out: Tensor, target: Tensor) -> Tensor:
+        return nnf.cross_entropy(out, target, reduction="sum")
+
+    got = ghost_clipped_sum(model, loss, x, y, 0.05)
+    assert got.layer_methods["0.weight"] == method
+    for i in range(4):
+        grads = torch.autograd.grad(loss(model(x[i : i + 1]), y[i : i + 1]), [*model.parameters()])
+        norm = torch.sqrt(sum(g.pow(2).sum() for g in grads))
+        torch.testing.assert_close(got.norms[i], norm, rtol=0, atol=1e-10)

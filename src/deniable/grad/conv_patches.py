@@ -30,6 +30,12 @@ class Patches:
     channels_last: bool
 
 
+def channels_last_input(x: Tensor) -> bool:
+    """Whether the channels of ``x`` (B, C, *spatial) are its innermost dimension in memory
+    (NHWC, or a (B, L, C) tensor transposed): its patches then copy in runs of C values."""
+    return x.stride(1) == 1 and x.shape[1] > 1
+
+
 def conv_pads(module: nn.Conv1d | nn.Conv2d) -> list[int]:
     """nnf.pad amounts (last spatial dim first) reproducing the conv's own padding."""
     pairs: list[tuple[int, int]] = []
@@ -66,6 +72,8 @@ def conv_patches(
 ) -> Patches:
     """The patches under the kernel at every output position, (B, G, T, C_in/G·kh·kw), in the
     order ``channels_last`` asks for (default: the one the input's layout copies fastest)."""
+    if channels_last is None:
+        channels_last = channels_last_input(x)
     x, (kh, kw, sh, sw, dh, dw) = _as_2d(module, x)
     batch, channels, height, width = x.shape
     groups = module.groups
@@ -73,8 +81,6 @@ def conv_patches(
     out_h = (height - dh * (kh - 1) - 1) // sh + 1
     out_w = (width - dw * (kw - 1) - 1) // sw + 1
     s_b, s_c, s_h, s_w = x.stride()
-    if channels_last is None:
-        channels_last = s_c == 1 and channels > 1
     if channels_last:
         shape = (batch, groups, out_h, out_w, kh, kw, per_group)
         strides = (s_b, s_c * per_group, s_h * sh, s_w * sw, s_h * dh, s_w * dw, s_c)

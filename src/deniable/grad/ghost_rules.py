@@ -59,6 +59,7 @@ from torch.func import functional_call, vjp, vmap
 from deniable.errors import GhostUnsupportedError
 from deniable.grad import ghost_shared
 from deniable.grad.conv_patches import (
+    channels_last_input,
     conv_pads,
     conv_patches,
     output_rows,
@@ -312,31 +313,54 @@ def _conv_check(module: nn.Module) -> str | None:
     return None
 
 
-def _conv_weight_grad(module: nn.Conv1d | nn.Conv2d, x: Tensor, g: Tensor) -> Tensor:
-    """The weight gradient summed over the batch, from the conv's own weight backward."""
+def _conv_weight_grad(
+    module: nn.Conv1d | nn.Conv2d, x: Tensor, g: Tensor, per_example: bool = False
+) -> Tensor:
+    """The weight gradient from the conv's own weight backward: per example (B, *weight.shape)
+    by vmap over rows, or summed over the batch (1 call)."""
     pads = conv_pads(module)
     if module.padding_mode == "zeros" and pads[::2] == pads[1::2]:
         padding = pads[::2][::-1]  # symmetric: let the kernel pad
     else:
         mode = "constant" if module.padding_mode == "zeros" else module.padding_mode
         x, padding = nnf.pad(x, pads, mode=mode), [0] * len(pads[::2])
-    stride = list(module.stride)
-    return cast(
-        Tensor,
-        torch.ops.aten.convolution_backward(
-            g,
-            x,
-            module.weight.detach(),
+    weight = module.weight.detach()
+    stride, dilation = list(module.stride), list(module.dilation)
+
+    def backward(xs: Tensor, gs: Tensor) -> Tensor:
+        return torch.ops.aten.convolution_backward(
+            gs,
+            xs,
+            weight,
             None,
             stride,
             padding,
-            list(module.dilation),
+            dilation,
             False,
             [0] * len(stride),
             module.groups,
             [False, True, False],
-        )[1],
-    )
+        )[1]
+
+    if not per_example:
+        return cast(Tensor, backward(x, g))
+    return cast(Tensor, vmap(lambda xi, gi: backward(xi.unsqueeze(0), gi.unsqueeze(0)))(x, g))
+
+
+# Explicit per-example conv gradients: from input patches and one batched product for inputs
+# of at most this many channels per group, where the vmapped kernel is slow; else from the
+# kernel's weight backward vmapped over slices of _CONV_ROWS rows. Medians, one thread,
+# channels-last, norms and weighted sum (in-process A/B, glibc keeping freed memory):
+# Conv2d(1, 16, 8, stride 2) on 28×28, batch 256, patches 4.9 against vmapped 7.9 ms;
+# Conv2d(3, 32, 3) on 32×32, batch 128, 11.3 against 16.5 ms; but Conv2d(16, 32, 3) on
+# 28×28, batch 256, 43.3 against 34.8 ms and Conv2d(64, 64, 3) on 32×32, batch 64, 76 against
+# 68 ms (row-major inputs: 172 against 58 ms).
+_PATCH_CHANNELS = 4
+# The batched kernel slows down with many examples at once: medians of 15 runs, one thread,
+# batch 256, in slices of 32 / 64 / 109 / 256 rows: Conv2d(16, 32, 4, stride 2) on 13×13
+# inputs 5.3 / 4.1 / 5.9 / 11.0 ms; Conv2d(32, 64, 3, padding 1) on 8×8 12.1 / 12.0 / 16.5 /
+# 27.1 ms.
+_CONV_ROWS = 64
 
 
 @register_ghost_rule(nn.Conv1d, nn.Conv2d)
@@ -345,18 +369,22 @@ def _conv(
 ) -> dict[str, ParamNorm]:
     """The Linear identities on input patches (:mod:`~deniable.grad.conv_patches`), T = output
     positions, d_in = C_in/G·∏k, d_out = C_out/G: Gram norms when T·(d_in + d_out) < d_in·d_out
-    (cheaper than forming the gradients), else explicit per-example gradients. The patches are
-    formed for slices of rows no larger than the layer's input and output gradient, which the
-    rule keeps anyway (on a 1-channel 28×28 input an 8×8 kernel's patches are 16× the input).
-    Explicit gradients are kept for the weighted sum when they are smaller than that input and
-    output gradient (:func:`kept_or_recomputed`); otherwise, and for Gram, the weighted sum is
-    the conv's own weight backward of (x, w ⊙ b), one call over the batch, what a non-private
-    backward computes.
+    (cheaper than forming the gradients; for row-major inputs of more than
+    :data:`_PATCH_CHANNELS` channels per group, whose patches copy in short runs, when it saves
+    half), else explicit per-example gradients: by one batched product over the patches for
+    inputs of at most :data:`_PATCH_CHANNELS` channels per group, else by the kernel's own weight
+    backward vmapped over rows. Patches are formed for slices of rows no larger than the layer's
+    input and output gradient, which the rule keeps anyway (on a 1-channel 28×28 input an 8×8
+    kernel's patches are 16× the input). Explicit gradients are kept for the weighted sum when
+    they are smaller than that input and output gradient (:func:`kept_or_recomputed`);
+    otherwise, and for Gram, the weighted sum is the conv's own weight backward of (x, w ⊙ b),
+    one call over the batch, what a non-private backward computes.
 
-    Measured on the Papernot et al. MNIST CNN (channels-last, batch 256, one thread, glibc
-    keeping freed memory): per-example gradients of Conv2d(1, 16, 8, stride 2) 4.9 ms against
-    7.9 ms for the vmapped weight backward this replaced; the whole DP step 26.5 against
-    29.8 ms (RESULTS.md, sixth run)."""
+    Against the vmapped kernel alone (the rule before; in-process A/B, one thread, norms and
+    weighted sum, glibc keeping freed memory), on 13 layer shapes from MNIST to ResNet-like
+    blocks in both layouts: never slower beyond noise, and 1.3–1.8× faster on the Papernot CNN's
+    two convs, a 3-channel first layer and Gram-cheap channels-last layers (RESULTS.md, sixth
+    run); the Papernot CNN's whole DP step 26.5 against 29.8 ms."""
     assert isinstance(module, nn.Conv1d | nn.Conv2d)
     groups = module.groups
     batch = grads[0].shape[0]
@@ -377,8 +405,12 @@ def _conv(
             ]
             return parts[0] if len(parts) == 1 else torch.stack(parts).sum(0)
 
-        if steps * (d_in + d_out) < d_in * d_out:
-            order = conv_patches(module, inputs[0][:1]).channels_last  # one order for all calls
+        # patches of row-major inputs with many channels copy in short runs: their Gram must
+        # save twice the compute (Conv2d(16, 32, 4, stride 2), 13×13, batch 256: Gram 6.9
+        # against 5.2 ms vmapped on row-major, 4.2 against 5.5 ms on channels-last inputs)
+        order = channels_last_input(inputs[0])  # one order of patch entries for all calls
+        fast_copy = order or module.in_channels // groups <= _PATCH_CHANNELS
+        if (1 if fast_copy else 2) * steps * (d_in + d_out) < d_in * d_out:
 
             def gram(part: slice) -> Tensor:
                 a = _joined([conv_patches(module, x[part], order).values for x in inputs], 2)
@@ -387,12 +419,24 @@ def _conv(
             out["weight"] = ParamNorm(torch.cat([gram(part) for part in slices]), "gram", weighted)
         else:
 
+            patches = module.in_channels // groups <= _PATCH_CHANNELS
+
             def per_example(part: slice) -> Tensor:
-                per = [per_example_weight_grads(module, x[part], g[part]) for x, g in calls]
+                per = [
+                    per_example_weight_grads(module, x[part], g[part])
+                    if patches
+                    else _conv_weight_grad(module, x[part], g[part], per_example=True)
+                    for x, g in calls
+                ]
                 return per[0] if len(per) == 1 else torch.stack(per).sum(0)
 
             out["weight"] = kept_or_recomputed(
-                per_example, batch, module.weight.numel(), kept, weighted, max_rows=rows
+                per_example,
+                batch,
+                module.weight.numel(),
+                kept,
+                weighted,
+                max_rows=rows if patches else _CONV_ROWS,
             )
     if module.bias is not None and module.bias.requires_grad:
         total = sum(g.sum(tuple(range(2, g.dim()))) for g in grads)  # (B, C_out), no NHWC copy
