@@ -149,3 +149,17 @@ def test_gram_needs_twice_the_saving_on_row_major_inputs(layout: str, method: st
         grads = torch.autograd.grad(loss(model(x[i : i + 1]), y[i : i + 1]), [*model.parameters()])
         norm = torch.sqrt(sum(g.pow(2).sum() for g in grads))
         torch.testing.assert_close(got.norms[i], norm, rtol=0, atol=1e-10)
+
+
+def test_patches_of_a_strided_view_with_an_offset() -> None:
+    torch.manual_seed(0)
+    module = nn.Conv2d(3, 4, (2, 3), stride=(1, 2), padding=(1, 0), dilation=(2, 1)).double()
+    base = torch.randn(5, 3, 20, 24).double()
+    x = base[1:4, :, 2:, ::2]  # offset, row stride 24, column stride 2
+    assert not x.is_contiguous() and x.storage_offset() > 0
+    torch.testing.assert_close(conv_patches(module, x).values, _unfolded(module, x), rtol=0, atol=0)
+    g = torch.randn_like(module(x))
+    got = per_example_weight_grads(module, x, g)
+    for i in range(3):
+        (want,) = torch.autograd.grad(module(x[i : i + 1]), module.weight, g[i : i + 1])
+        torch.testing.assert_close(got[i], want, rtol=0, atol=1e-10)
