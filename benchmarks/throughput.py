@@ -29,8 +29,9 @@ with an out-of-memory error in its row instead of pushing the machine into swap 
 ``--keep-freed-memory`` runs every mode with glibc's allocator told to keep freed memory
 (``MALLOC_MMAP_THRESHOLD_`` = 32 MiB, ``MALLOC_TRIM_THRESHOLD_`` = 4 GiB) instead of returning
 large blocks to the OS after each use: by default every step then page-faults its big tensors
-in again, which on this machine made step times vary by ±30 % and slowed the CNN's DP step by a
-quarter (RESULTS.md, sixth run). Both non-private and private modes get the same allocator.
+in again: on this machine the CNN's DP step took 37–42 ms (median) against 26–28 ms with freed
+memory kept, with medians up to 30 % above the fastest step (RESULTS.md, sixth run). Every
+mode, private or not, gets the same allocator.
 ``--device cuda`` runs every mode on the GPU (timed between ``torch.cuda.synchronize`` calls);
 peak memory is then ``torch.cuda.max_memory_allocated`` (live tensors, warm-up included) and
 the address-space cap is not applied. Not yet run: no GPU has been lent to this project.
