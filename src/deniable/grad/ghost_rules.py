@@ -349,7 +349,7 @@ def _conv_weight_grad(
 
 # Explicit per-example conv gradients: from input patches and one batched product for inputs
 # of at most this many channels per group, where the vmapped kernel is slow; else from the
-# kernel's weight backward vmapped over slices of _CONV_ROWS rows. Medians, one thread,
+# kernel's weight backward vmapped over slices of _CONV_ROWS rows. Medians on CPU, one thread,
 # channels-last, norms and weighted sum (in-process A/B, glibc keeping freed memory):
 # Conv2d(1, 16, 8, stride 2) on 28×28, batch 256, patches 4.9 against vmapped 7.9 ms;
 # Conv2d(3, 32, 3) on 32×32, batch 128, 11.3 against 16.5 ms; but Conv2d(16, 32, 3) on
