@@ -58,14 +58,14 @@ def test_a_shared_gram_is_computed_once_and_released_with_the_pass() -> None:
         first = shared.gram(x, lambda: compute("x"))
         again = shared.gram(x.detach(), lambda: compute("x again"))
         assert again is first
-        assert shared.grams == {}  # both readers had it: released
+        assert shared.stored == {}  # both readers had it: released
         shared.gram(y, lambda: compute("y"))
         shared.gram(y, lambda: compute("y again"))  # one reader: never stored
-        assert shared.grams == {}
+        assert shared.stored == {}
         shared.gram(x, lambda: compute("x, next step"))  # a reader that never comes back
-        assert list(shared.grams) != []
+        assert list(shared.stored) != []
     assert computed == ["x", "y", "y again", "x, next step"]
-    assert shared.grams == {}  # released with the pass
+    assert shared.stored == {}  # released with the pass
 
 
 @pytest.mark.parametrize(
@@ -82,18 +82,19 @@ def test_shared_readers_match_vmap(
     steps: int, method: str, alone: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Norms and the clipped sum equal whole-model vmap (1e-5) whichever rule the shared
-    readers take; the Gram of their input is computed once per pass."""
-    computed = []
-    original = SharedInputs.gram
+    readers take; the Gram of their input is computed once per pass, and so is w ⊙ a for their
+    weighted sums (d_in = 6 < d_out·readers = 18: a is the one scaled)."""
+    computed: list[tuple[str, int]] = []
+    original = SharedInputs.once
 
-    def counting(self: SharedInputs, x: Tensor, compute):  # type: ignore[no-untyped-def]
+    def counting(self: SharedInputs, kind: str, x: Tensor, compute):  # type: ignore[no-untyped-def]
         def counted() -> Tensor:
-            computed.append(x.data_ptr())
+            computed.append((kind, x.data_ptr()))
             return compute()
 
-        return original(self, x, counted)
+        return original(self, kind, x, counted)
 
-    monkeypatch.setattr(SharedInputs, "gram", counting)
+    monkeypatch.setattr(SharedInputs, "once", counting)
     torch.manual_seed(0)
     model = ThreeReaders().double()
     x, y = torch.randn(5, steps, 6, dtype=torch.float64), torch.randint(0, 3, (5,))
@@ -107,7 +108,8 @@ def test_shared_readers_match_vmap(
         torch.testing.assert_close(got.summed[name], value, rtol=1e-5, atol=1e-10)
     assert [got.layer_methods[f"{n}.weight"] for n in "qkv"] == [method] * 3
     assert got.layer_methods["alone.weight"] == alone
-    assert computed.count(x.data_ptr()) == (1 if method == "gram" else 0)
+    assert computed.count(("gram", x.data_ptr())) == (1 if method == "gram" else 0)
+    assert computed.count(("scaled", x.data_ptr())) == (1 if method == "gram" else 0)
 
 
 class NormAndLinear(nn.Module):

@@ -51,7 +51,7 @@ from deniable.grad.ghost_rules import (
     layer_vmap_rule,
     linear_rule,
 )
-from deniable.grad.ghost_shared import count_readers, sharing
+from deniable.grad.ghost_shared import Key, count_readers, sharing
 from deniable.grad.per_sample import LossFn, as_scalar_loss
 
 logger = logging.getLogger(__name__)
@@ -115,7 +115,7 @@ def ghost_norms(model: nn.Module, loss_fn: LossFn, inputs: Tensor, targets: Tens
     ``loss_fn(outputs, targets)`` is applied to each example as a batch of one (vmapped over the
     batch's outputs) and must return a scalar: ``reduction="sum"`` or ``"mean"``.
     """
-    layers, losses, _ = _norm_pass(
+    layers, losses, _, _ = _norm_pass(
         model, loss_fn, inputs, targets, keep_sums=False, second_backward=False
     )
     norms, methods = _total_norms(layers, losses)
@@ -144,7 +144,7 @@ def ghost_clipped_sum(
     (RESULTS.md, fifth run).
     """
     max_norm = check_positive("max_norm", max_norm)
-    layers, losses, params = _norm_pass(
+    layers, losses, params, readers = _norm_pass(
         model, loss_fn, inputs, targets, keep_sums=not two_pass, second_backward=two_pass
     )
     norms, methods = _total_norms(layers, losses)
@@ -166,7 +166,7 @@ def ghost_clipped_sum(
             for layer in layers
             for name, part in (layer.parts or {}).items()
         }
-        with torch.no_grad():
+        with torch.no_grad(), sharing(readers):  # w ⊙ a of a shared input formed once
             summed = {
                 n: parts[n].weighted_sum(weights).to(p.dtype) if n in parts else torch.zeros_like(p)
                 for n, p in params.items()
@@ -183,14 +183,16 @@ def _norm_pass(
     *,
     keep_sums: bool,
     second_backward: bool,
-) -> tuple[list[_Layer], Tensor, dict[str, Tensor]]:
+) -> tuple[list[_Layer], Tensor, dict[str, Tensor], dict[Key, int]]:
     """The hooked forward and the first backward: every called layer ends with its ``parts``
-    (norms, and with ``keep_sums`` the weighted sums); ``second_backward`` keeps the graph."""
+    (norms, and with ``keep_sums`` the weighted sums); ``second_backward`` keeps the graph.
+    Also returns the inputs several Linear layers read (:mod:`~deniable.grad.ghost_shared`)."""
     layers, losses, params = _forward(model, loss_fn, inputs, targets, keep_sums=keep_sums)
     # only Linear layers keep their input for the sum: a LayerNorm reading the same tensor
     # keeps none of it, and must not make the Linear count it as shared
     kept = [[c.inputs for c in layer.calls] for layer in layers if layer.rule is linear_rule]
-    with sharing(count_readers(kept)):
+    readers = count_readers(kept)
+    with sharing(readers):
         try:
             _norm_backward(layers, losses, retain_graph=second_backward)
         finally:
@@ -200,7 +202,7 @@ def _norm_pass(
         for layer in layers:
             if layer.calls and layer.parts is None:  # not finished in the backward: do it now
                 _finish(layer)
-    return layers, losses, params
+    return layers, losses, params, readers
 
 
 def _total_norms(layers: list[_Layer], losses: Tensor) -> tuple[Tensor, dict[str, str]]:

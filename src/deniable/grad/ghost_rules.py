@@ -192,13 +192,15 @@ def grouped_linear_norm(
     *,
     readers: int = 1,
     gram_of_a: Callable[[Callable[[], Tensor]], Tensor] | None = None,
+    scaled_a: Callable[[Callable[[], Tensor]], Tensor] | None = None,
 ) -> ParamNorm:
     """Σ_t b_t a_tᵀ per example and group, for a (B, G, T, d_in) and b (B, G, T, d_out).
 
     Norms are summed over groups; ``weighted_sum`` returns (G, d_out, d_in). Explicit when
     d_in·d_out < T·(d_in/readers + d_out), else Gram (see the module doc); ``readers`` is the
     number of layers that read this same ``a`` (kept once: each one's share is 1/readers), and
-    ``gram_of_a(compute)`` may return a Gram of ``a`` another reader computed
+    ``gram_of_a(compute)`` may return a Gram of ``a`` another reader computed, and
+    ``scaled_a(compute)`` a w ⊙ a another reader's weighted sum formed
     (:mod:`deniable.grad.ghost_shared`).
     """
     groups, steps, d_in = a.shape[1:]
@@ -210,8 +212,13 @@ def grouped_linear_norm(
             # (w ⊙ B)ᵀA = Bᵀ(w ⊙ A): scale the smaller of the two (a feed-forward
             # up-projection's b is 4× its a, the down-projection's a 4× its b, an LSTM cell's
             # b 3.2× its a at input 32, hidden 128)
+            # (q, k and v read one a: scaled once for the three, so each pays d_in/readers)
             weights = w.to(b.dtype).view(-1, 1, 1, 1)
-            sa, sb = (a * weights, b) if d_in < d_out else (a, b * weights)
+            if d_in < d_out * readers:
+                scale = lambda: a * weights  # noqa: E731
+                sa, sb = (scale() if scaled_a is None else scaled_a(scale)), b
+            else:
+                sa, sb = a, b * weights
             rows_b = sb.transpose(0, 1).reshape(groups, -1, d_out)
             rows_a = sa.transpose(0, 1).reshape(groups, -1, d_in)
             return torch.bmm(rows_b.transpose(1, 2), rows_a)
@@ -291,13 +298,22 @@ def linear_rule(
     out = {}
     if module.weight.requires_grad:
         shared = ghost_shared.current()
-        readers, gram_of_a = 1, None
+        readers, gram_of_a, scaled_a = 1, None, None
         if shared is not None and len(inputs) == 1:  # q/k/v read one input: kept once, one Gram
             x = inputs[0]
             readers = shared.readers_of(x)
             gram_of_a = lambda compute: shared.gram(x, compute)  # noqa: E731
+
+            def scaled_a(compute: Callable[[], Tensor]) -> Tensor:
+                weighting = ghost_shared.current()  # the weighted sums' context, if open
+                return compute() if weighting is None else weighting.once("scaled", x, compute)
+
         part = grouped_linear_norm(
-            a.unsqueeze(1), b.unsqueeze(1), readers=readers, gram_of_a=gram_of_a
+            a.unsqueeze(1),
+            b.unsqueeze(1),
+            readers=readers,
+            gram_of_a=gram_of_a,
+            scaled_a=scaled_a,
         )
         out["weight"] = part.reshaped(b.shape[2], a.shape[2])  # (d_out, d_in)
     if module.bias is not None and module.bias.requires_grad:

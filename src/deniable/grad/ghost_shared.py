@@ -5,9 +5,10 @@ Book-keeping keeps each Linear layer's input ``a`` until its weighted sum; an in
 layers is one tensor, kept once, so each reader's share of it is 1/k of its size. The Linear
 rule counts that share when it chooses between the Gram and the explicit per-example gradient
 (:func:`~deniable.grad.ghost_rules.grouped_linear_norm`), and the Gram A_i A_iᵀ, the same for
-every reader, is computed once. The engine (:mod:`deniable.grad.ghost`) opens :func:`sharing`
-for one pass, after the forward has recorded every layer's inputs; outside a pass (a rule
-called directly) every input has one reader.
+every reader, is computed once, as is w ⊙ A for their weighted sums. The engine
+(:mod:`deniable.grad.ghost`) opens :func:`sharing` for one pass, after the forward has recorded
+every layer's inputs, and again with the same readers around the weighted sums; outside them (a
+rule called directly) every input has one reader.
 """
 
 from __future__ import annotations
@@ -36,25 +37,32 @@ def input_key(x: Tensor) -> Key:
 
 @dataclass
 class SharedInputs:
-    """How many layers read each input of one pass, and the Grams computed so far."""
+    """How many layers read each input of one pass, and what was computed from it so far."""
 
     readers: dict[Key, int]
-    grams: dict[Key, tuple[Tensor, int]] = field(default_factory=dict)  # Gram, readers to come
+    stored: dict[tuple[str, Key], tuple[Tensor, int]] = field(default_factory=dict)  # value, left
 
     def readers_of(self, x: Tensor) -> int:
         return self.readers.get(input_key(x), 1)
 
-    def gram(self, x: Tensor, compute: Callable[[], Tensor]) -> Tensor:
+    def once(self, kind: str, x: Tensor, compute: Callable[[], Tensor]) -> Tensor:
         """``compute()`` for the first reader of a shared ``x``, the stored result for the
-        others; dropped after the last reader (or when the pass closes, if one never asks)."""
+        others; dropped after the last reader (or when the context closes, if one never asks).
+        ``kind`` names what is computed ("gram": A_i A_iᵀ in the norm pass; "scaled": w ⊙ A for
+        the weighted sums)."""
         key = input_key(x)
         readers = self.readers.get(key, 1)
         if readers < 2:
             return compute()
-        gram, left = self.grams.pop(key) if key in self.grams else (compute(), readers)
+        value, left = (
+            self.stored.pop((kind, key)) if (kind, key) in self.stored else (compute(), readers)
+        )
         if left > 1:
-            self.grams[key] = (gram, left - 1)
-        return gram
+            self.stored[(kind, key)] = (value, left - 1)
+        return value
+
+    def gram(self, x: Tensor, compute: Callable[[], Tensor]) -> Tensor:
+        return self.once("gram", x, compute)
 
 
 _current: ContextVar[SharedInputs | None] = ContextVar("ghost_shared_inputs", default=None)
@@ -77,13 +85,13 @@ def count_readers(inputs_by_layer: Sequence[Sequence[Tensor]]) -> dict[Key, int]
 
 @contextmanager
 def sharing(readers: dict[Key, int]) -> Iterator[SharedInputs]:
-    """Open a pass with these readers (:func:`count_readers`: keys, not tensors, which the
-    context manager would keep alive to the end of the pass); the stored Grams are released
-    when it closes."""
+    """Open a pass (or the weighted sums after it) with these readers (:func:`count_readers`:
+    keys, not tensors, which the context manager would keep alive to the end of the pass); what
+    it stored is released when it closes."""
     shared = SharedInputs(readers)
     token = _current.set(shared)
     try:
         yield shared
     finally:
         _current.reset(token)
-        shared.grams.clear()
+        shared.stored.clear()
