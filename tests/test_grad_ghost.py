@@ -583,3 +583,18 @@ def test_the_step_falls_back_to_vmap_when_ghost_fails_at_run_time() -> None:
     want = clip_and_sum(grads, 0.5)
     for n in want.summed:
         torch.testing.assert_close(out.summed[n], want.summed[n], msg=n)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_group_norm_products_are_accurate_in_float32_with_a_large_mean(layout: str) -> None:
+    """Σ_s x̂·g per channel: float32 inputs with mean 1000 and std 1 against float64
+    ``group_norm`` (the channels-last path centres before the product: no cancellation)."""
+    from deniable.grad.ghost_rules import _normalized_products
+
+    torch.manual_seed(0)
+    x, g = 1000 + torch.randn(4, 8, 6, 5), torch.randn(4, 8, 6, 5)
+    want = (nnf.group_norm(x.double(), 2, eps=1e-5) * g.double()).sum((2, 3))
+    if layout == "channels_last":
+        x, g = (t.contiguous(memory_format=torch.channels_last) for t in (x, g))
+    got = _normalized_products(x, g, 2, 1e-5, (2, 3))
+    torch.testing.assert_close(got.double(), want, rtol=0, atol=1e-3 * float(want.abs().max()))
