@@ -9,24 +9,17 @@ import sys
 import pytest
 
 from deniable import allocator, cli
+from deniable.fleet import run_shares
 
 GLIBC = platform.libc_ver()[0] == "glibc"
+needs_glibc = pytest.mark.skipif(not GLIBC, reason="mallopt thresholds are glibc's")
 
-# 24 MiB allocated, touched and freed; prints how much RSS fell when it was freed (MiB).
 _SCRIPT = """
 import sys
-from deniable.allocator import keep_freed_memory
+from deniable import allocator
 if sys.argv[1] == "keep":
-    assert keep_freed_memory()
-def rss():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * 4096 / 2**20
-block = bytearray(24 * 2**20)
-for i in range(0, len(block), 4096):
-    block[i] = 1
-before = rss()
-del block
-print(before - rss())
+    assert allocator.keep_freed_memory() and allocator.applied()
+print(allocator.rss_returned_on_free(24))
 """
 
 
@@ -37,10 +30,19 @@ def _rss_returned(mode: str) -> float:
     return float(done.stdout.strip())
 
 
-@pytest.mark.skipif(not GLIBC, reason="mallopt thresholds are glibc's")
+@needs_glibc
 def test_freed_blocks_stay_in_the_heap_only_when_asked() -> None:
     assert _rss_returned("default") > 20  # glibc unmaps the 24 MiB block at once
     assert _rss_returned("keep") < 4  # kept for the next step's allocations
+
+
+@needs_glibc
+def test_worker_processes_copy_the_parent_allocator(monkeypatch: pytest.MonkeyPatch) -> None:
+    task = allocator.rss_returned_on_free
+    monkeypatch.setattr(allocator, "_applied", False)
+    assert run_shares(task, [24], backend="processes")[0] > 20
+    monkeypatch.setattr(allocator, "_applied", True)  # as after keep_freed_memory() here
+    assert run_shares(task, [24], backend="processes")[0] < 4
 
 
 @pytest.mark.parametrize(

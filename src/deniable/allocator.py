@@ -13,7 +13,8 @@ The ``deniable`` command calls :func:`keep_freed_memory` at start unless ``DENIA
 is set, or the user already tuned the allocator (``MALLOC_MMAP_THRESHOLD_`` or
 ``MALLOC_TRIM_THRESHOLD_`` in the environment, or another allocator such as jemalloc or tcmalloc
 in ``LD_PRELOAD``). Library users may call it themselves; the library never changes
-process-wide state on its own.
+process-wide state on its own, but the worker processes it spawns (:mod:`deniable.fleet`) copy
+the parent's choice (:func:`applied`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ MMAP_THRESHOLD = 32 * 2**20  # glibc refuses more (HEAP_MAX_SIZE / 2 on 64-bit)
 TRIM_THRESHOLD = 2**31 - 1  # mallopt takes an int
 
 _USER_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
+_applied = False
 
 
 def keep_freed_memory() -> bool:
@@ -41,9 +43,40 @@ def keep_freed_memory() -> bool:
     except (OSError, AttributeError):
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
+    done = bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
         mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
     )
+    global _applied
+    _applied = _applied or done
+    return done
+
+
+def applied() -> bool:
+    """Whether :func:`keep_freed_memory` took effect in this process."""
+    return _applied
+
+
+def keep_freed_memory_if(parent_applied: bool) -> None:
+    """A worker process's initializer: the parent's choice (:func:`applied`) for this process."""
+    if parent_applied:
+        keep_freed_memory()
+
+
+def rss_returned_on_free(mib: int) -> float:
+    """MiB of resident memory this process gives back when a freshly touched ``mib`` MiB block
+    is freed (Linux, ``/proc/self/statm``): about ``mib`` with glibc's defaults, about 0 after
+    :func:`keep_freed_memory` (for blocks up to 32 MiB). A check, for the tests."""
+
+    def resident() -> float:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    block = bytearray(mib * 2**20)
+    for i in range(0, len(block), 4096):
+        block[i] = 1
+    before = resident()
+    del block
+    return before - resident()
 
 
 def tune_for_command_line(environ: dict[str, str] | None = None) -> bool:

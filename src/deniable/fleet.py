@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence, Sized
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any, Literal, TypeVar, cast
 
+from deniable import allocator
 from deniable.errors import DeniableError, InvalidParameterError
 
 Backend = Literal["processes", "ray"]
@@ -83,7 +84,12 @@ def _in_processes(
 ) -> dict[int, R]:
     results: dict[int, R] = {}
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=len(shares), mp_context=context) as pool:
+    with ProcessPoolExecutor(
+        max_workers=len(shares),
+        mp_context=context,
+        initializer=allocator.keep_freed_memory_if,  # workers copy the parent's allocator
+        initargs=(allocator.applied(),),
+    ) as pool:
         futures = {pool.submit(task, share): i for i, share in enumerate(shares)}
         for future in as_completed(futures):
             results[futures[future]] = future.result()
