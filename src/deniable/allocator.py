@@ -35,8 +35,9 @@ _applied = False
 
 def keep_freed_memory() -> bool:
     """Raise glibc's mmap threshold to 32 MiB and its trim threshold to 2 GiB for this process,
-    so freed blocks up to 32 MiB are reused instead of returned to the system. Returns False,
-    changing nothing, where the C library has no ``mallopt`` (not glibc) or refuses."""
+    so freed blocks up to 32 MiB are reused instead of returned to the system. Returns whether
+    both took: False where the C library has no ``mallopt`` (not glibc; nothing is changed) or
+    refuses one."""
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         mallopt = libc.mallopt
