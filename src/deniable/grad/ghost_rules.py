@@ -28,8 +28,11 @@ with reweighted losses (Li et al. 2022).
   For 2-D inputs T = 1 and the Gram form is ‖a_i‖²‖b_i‖².
   The weighted sum is Σ_i w_i g_i = (w ⊙ B)ᵀ A, one matrix product over all rows.
 - Conv1d/Conv2d: the same identities on the input patches under the kernel (T = output
-  positions; :mod:`~deniable.grad.conv_patches`): Gram when T·(d_in + d_out) < d_in·d_out, else
-  explicit per-example gradients by one batched matrix product (see :func:`_conv`).
+  positions; :mod:`~deniable.grad.conv_patches`): Gram when T·(d_in + d_out) < d_in·d_out (on
+  row-major inputs of many channels, whose patches copy slowly, when it saves half), else
+  explicit per-example gradients, by one batched product over the patches for inputs of few
+  channels and by the kernel's own weight backward vmapped over rows otherwise (see
+  :func:`_conv`).
 - Embedding: g_i = Σ_t e_{k_it} b_itᵀ, so ‖g_i‖² = Σ_{t,s} [k_it = k_is] (b_it·b_is).
 - Biases, LayerNorm, GroupNorm and RMSNorm affine parameters: the explicit per-example gradient,
   which is the size of the parameter (cheap).
@@ -417,7 +420,7 @@ def _conv(
         calls = list(zip(inputs, grads, strict=True))
         kept = sum(x.numel() + g.numel() for x, g in calls)
         rows = max(1, kept // (groups * steps * d_in))  # patch slices no larger than a and b
-        slices = [slice(start, start + rows) for start in range(0, batch, rows)]
+        few_channels = module.in_channels // groups <= _PATCH_CHANNELS
 
         def weighted(w: Tensor) -> Tensor:
             parts = [
@@ -430,21 +433,20 @@ def _conv(
         # save twice the compute (Conv2d(16, 32, 4, stride 2), 13×13, batch 256: Gram 6.9
         # against 5.2 ms vmapped on row-major, 4.2 against 5.5 ms on channels-last inputs)
         order = channels_last_input(inputs[0])  # one order of patch entries for all calls
-        fast_copy = order or module.in_channels // groups <= _PATCH_CHANNELS
-        if (1 if fast_copy else 2) * steps * (d_in + d_out) < d_in * d_out:
+        if (1 if order or few_channels else 2) * steps * (d_in + d_out) < d_in * d_out:
 
             def gram(part: slice) -> Tensor:
                 a = _joined([conv_patches(module, x[part], order).values for x in inputs], 2)
                 return gram_sq_norms(a, _joined([output_rows(module, g[part]) for g in grads], 2))
 
+            slices = [slice(start, start + rows) for start in range(0, batch, rows)]
             out["weight"] = ParamNorm(torch.cat([gram(part) for part in slices]), "gram", weighted)
         else:
-            patches = module.in_channels // groups <= _PATCH_CHANNELS
 
             def per_example(part: slice) -> Tensor:
                 per = [
                     per_example_weight_grads(module, x[part], g[part])
-                    if patches
+                    if few_channels
                     else _conv_weight_grad(module, x[part], g[part], per_example=True)
                     for x, g in calls
                 ]
@@ -456,7 +458,7 @@ def _conv(
                 module.weight.numel(),
                 kept,
                 weighted,
-                max_rows=rows if patches else _CONV_ROWS,
+                max_rows=rows if few_channels else _CONV_ROWS,
             )
     if module.bias is not None and module.bias.requires_grad:
         total = sum(g.sum(tuple(range(2, g.dim()))) for g in grads)  # (B, C_out), no NHWC copy
@@ -503,6 +505,20 @@ def _embedding(
     return {"weight": explicit(rows)}
 
 
+def _affine_parts(
+    module: nn.Module, weight_grads: Callable[[], Tensor], bias_grads: Callable[[], Tensor]
+) -> dict[str, ParamNorm]:
+    """Explicit parts of an elementwise weight and bias from their per-example gradients
+    (B, *param.shape), formed only for the trainable ones."""
+    out = {}
+    weight, bias = getattr(module, "weight", None), getattr(module, "bias", None)
+    if isinstance(weight, Tensor) and weight.requires_grad:
+        out["weight"] = explicit(weight_grads())
+    if isinstance(bias, Tensor) and bias.requires_grad:
+        out["bias"] = explicit(bias_grads())
+    return out
+
+
 def _affine_norms(
     module: nn.Module, normalized: Sequence[Tensor], grads: Sequence[Tensor], keep: int
 ) -> dict[str, ParamNorm]:
@@ -515,17 +531,11 @@ def _affine_norms(
     def per_example(x: Tensor) -> Tensor:
         return x.reshape(x.shape[0], -1, *x.shape[x.dim() - keep :]).sum(1)
 
-    out = {}
-    weight, bias = getattr(module, "weight", None), getattr(module, "bias", None)
-    if isinstance(weight, Tensor) and weight.requires_grad:
-        gw = sum(per_example(x * g) for x, g in zip(normalized, grads, strict=True))
-        assert isinstance(gw, Tensor)
-        out["weight"] = explicit(gw)
-    if isinstance(bias, Tensor) and bias.requires_grad:
-        gb = sum(per_example(g) for g in grads)
-        assert isinstance(gb, Tensor)
-        out["bias"] = explicit(gb)
-    return out
+    return _affine_parts(
+        module,
+        lambda: _summed([per_example(x * g) for x, g in zip(normalized, grads, strict=True)]),
+        lambda: _summed([per_example(g) for g in grads]),
+    )
 
 
 @register_ghost_rule(nn.LayerNorm)
@@ -555,30 +565,30 @@ def _group_norm(
     """Per-example (weight, bias) gradients Σ_s x̂_cs·b_cs and Σ_s b_cs for every channel c
     (s over positions), in at least float32."""
     assert isinstance(module, nn.GroupNorm)
-    weights, biases = [], []
-    for x, g in zip(inputs, grads, strict=True):
-        dtype = torch.promote_types(x.dtype, torch.float32)
-        x, g = x.to(dtype), g.to(dtype)
-        spatial = tuple(range(2, x.dim()))
-        weights.append(_normalized_products(x, g, module.num_groups, module.eps, spatial))
-        biases.append(g.sum(spatial))  # (B, C)
-    out = {}
-    if isinstance(module.weight, Tensor) and module.weight.requires_grad:
-        out["weight"] = explicit(_summed(weights).to(module.weight.dtype))
-    if isinstance(module.bias, Tensor) and module.bias.requires_grad:
-        out["bias"] = explicit(_summed(biases).to(module.bias.dtype))
-    return out
+    dtype = torch.promote_types(inputs[0].dtype, torch.float32)
+    xs, gs = [x.to(dtype) for x in inputs], [g.to(dtype) for g in grads]
+
+    def weight_grads() -> Tensor:
+        products = [
+            _normalized_products(x, g, module.num_groups, module.eps)
+            for x, g in zip(xs, gs, strict=True)
+        ]
+        return _summed(products).to(module.weight.dtype)
+
+    def bias_grads() -> Tensor:
+        return _summed([g.sum(tuple(range(2, g.dim()))) for g in gs]).to(module.bias.dtype)
+
+    return _affine_parts(module, weight_grads, bias_grads)
 
 
-def _normalized_products(
-    x: Tensor, g: Tensor, groups: int, eps: float, spatial: tuple[int, ...]
-) -> Tensor:
+def _normalized_products(x: Tensor, g: Tensor, groups: int, eps: float) -> Tensor:
     """Σ_s x̂_cs·g_cs per example and channel, (B, C), x̂ = group-normalised x. Row-major: by
     ``group_norm``. Channels-last: its CPU kernel is slow there (13 ms of the small MNIST CNN's
     100 ms DP step, batch 256, one thread), so by per-channel sums instead (6.1 against 11.9 ms
     for this rule on (256, 16, 28, 28)): μ per example and group from the channels' sums, then
     the centred x − μ (two-pass, so a large mean does not cancel in float32) gives σ² and
     Σ_s (x − μ)·g / σ."""
+    spatial = tuple(range(2, x.dim()))
     if not (x.dim() == 4 and channels_last_input(x)):
         return (nnf.group_norm(x, groups, eps=eps) * g).sum(spatial)
     batch, channels = x.shape[:2]
